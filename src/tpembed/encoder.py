@@ -1,0 +1,215 @@
+"""The Encoder: sentences in, prompt-based (optionally Token Prepending) embeddings out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .config import EncoderConfig
+from .early_exit import last_token_states, resolve_output_layer
+from .inputs import PromptTokenizer, PromptTokens, collate
+from .models import LoadedModel, load_model, prepare_model
+from .prepend import add_placeholder_token, token_prepending
+from .prompts import get_prompt_method, normalize_sentence
+
+_NO_LIMIT = 1_000_000_000
+
+
+def _validate_sentences(sentences: str | Sequence[str]) -> list[str]:
+    if isinstance(sentences, str):
+        return [sentences]
+    if not isinstance(sentences, Sequence) and not hasattr(sentences, "__iter__"):
+        raise ValueError(f"sentences must be a string or a list of strings, got {type(sentences).__name__}")
+    items = list(sentences)
+    bad = [(i, type(s).__name__) for i, s in enumerate(items) if not isinstance(s, str)]
+    if bad:
+        i, kind = bad[0]
+        raise ValueError(f"every sentence must be a str; item {i} is {kind} ({len(bad)} such items)")
+    return items
+
+
+class Encoder:
+    """Turns a decoder-only LLM into a sentence encoder (PromptEOL & co., with or without TP).
+
+    Settings are the paper's config keys (see :class:`EncoderConfig`)::
+
+        enc = Encoder(model="smollm2-135m", prompt_method="prompteol", use_which_plan="tp",
+                      tp_starting_index=1, tp_exiting_index=7, output_layer=-1)
+        vectors = enc.encode(["A man is playing a guitar.", "Someone plays music."])
+
+    ``model`` may also be an already loaded :class:`LoadedModel` or a ``PreTrainedModel`` (then
+    pass ``tokenizer``). The encoder adds the ``<PST>`` token to that tokenizer and model.
+    """
+
+    def __init__(
+        self,
+        model: str | LoadedModel | PreTrainedModel = "smollm2-135m",
+        *,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        config: EncoderConfig | None = None,
+        **settings: Any,
+    ) -> None:
+        if config is None:
+            if isinstance(model, LoadedModel):
+                name = str(model.identity.get("name", "in-memory model"))
+            else:
+                name = model if isinstance(model, str) else model.name_or_path or type(model).__name__
+            config = EncoderConfig(model=name, **settings)
+        elif settings:
+            config = config.model_copy(update=settings)
+            config = EncoderConfig.model_validate(config.model_dump())
+        self.config = config
+        if isinstance(model, LoadedModel):
+            self.loaded = model
+        elif isinstance(model, PreTrainedModel):
+            if tokenizer is None:
+                raise ValueError("pass the model's tokenizer along with an in-memory model")
+            self.loaded = prepare_model(model, tokenizer, {"name": type(model).__name__})
+        else:
+            self.loaded = load_model(config.model, device=config.device, dtype=config.dtype)
+
+        num_layers = self.loaded.num_layers
+        self.output_index = resolve_output_layer(config.output_layer, num_layers)
+        self.use_tp = config.use_which_plan == "tp"
+        if self.use_tp and config.tp_exiting_index > num_layers:
+            raise ValueError(
+                f"tp_exiting_index={config.tp_exiting_index} is beyond the model's {num_layers} decoder "
+                f"layers (TP runs before layers [tp_starting_index, tp_exiting_index), 0-based)"
+            )
+        self.prompt = get_prompt_method(config.prompt_method, config.template, use_placeholder=self.use_tp)
+        tok = self.loaded.tokenizer
+        self._pst_token_id = None
+        if self.use_tp:
+            self._pst_token_id = add_placeholder_token(
+                self.loaded.model, tok, init=config.pst_init, seed=config.seed
+            )
+            weight = self.loaded.model.get_input_embeddings().weight
+            self._pst_row = weight[self._pst_token_id].detach().clone()
+        limit = getattr(self.loaded.model.config, "max_position_embeddings", None) or _NO_LIMIT
+        self.max_length = min(config.max_length or limit, limit)
+        self._tokenize = PromptTokenizer(tok, self._pst_token_id, self.max_length)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self._pad_token_id = pad if pad is not None else 0
+
+    @property
+    def embedding_dim(self) -> int:
+        """Length of one embedding vector (the model's hidden size)."""
+        return self.loaded.model.get_input_embeddings().weight.shape[1]
+
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        batch_size: int | None = None,
+        show_progress_bar: bool | None = None,
+        normalize_embeddings: bool = False,
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+    ) -> np.ndarray | torch.Tensor:
+        """Embed sentences (sentence-transformers conventions).
+
+        A single string gives a 1-D vector, a list gives ``(n, dim)`` in input order. Sentences are
+        normalised as in the paper, deduplicated, sorted by length into batches and left-padded.
+        Returns float32 numpy unless ``convert_to_tensor`` (then a CPU float32 tensor).
+        """
+        single = isinstance(sentences, str)
+        items = _validate_sentences(sentences)
+        vectors = self.encode_layers(items, [self.config.output_layer], batch_size, show_progress_bar)
+        result = torch.from_numpy(next(iter(vectors.values())))
+        if normalize_embeddings:
+            result = torch.nn.functional.normalize(result, dim=-1)
+        if single:
+            result = result[0]
+        if convert_to_tensor or not convert_to_numpy:
+            return result
+        return result.numpy()
+
+    def encode_layers(
+        self,
+        sentences: Sequence[str],
+        output_layers: Sequence[int],
+        batch_size: int | None = None,
+        show_progress_bar: bool | None = None,
+    ) -> dict[int, np.ndarray]:
+        """Embeddings at several output layers from one forward pass per batch.
+
+        Keys are the ``output_layers`` as given (HF hidden_states indices, negatives allowed).
+        """
+        items = _validate_sentences(sentences)
+        num_layers = self.loaded.num_layers
+        resolved = {k: resolve_output_layer(k, num_layers) for k in output_layers}
+        if not items:
+            return {k: np.zeros((0, self.embedding_dim), dtype=np.float32) for k in output_layers}
+        unique = list(dict.fromkeys(normalize_sentence(s) for s in items))
+        prompts = self._tokenize_all(unique)
+        states = self._run(prompts, sorted(set(resolved.values())), batch_size, show_progress_bar)
+        # prompts are laid out template-major: [template][sentence]; average over templates.
+        n_templates = len(self.prompt.templates)
+        row_of = {s: i for i, s in enumerate(unique)}
+        order = [row_of[normalize_sentence(s)] for s in items]
+        out = {}
+        for k, index in resolved.items():
+            per_template = states[index].reshape(n_templates, len(unique), -1)
+            out[k] = per_template.mean(axis=0)[order]
+        return out
+
+    def _tokenize_all(self, sentences: list[str]) -> list[PromptTokens]:
+        return [p for template in self.prompt.templates for p in self._tokenize(template, sentences)]
+
+    def _run(
+        self,
+        prompts: list[PromptTokens],
+        indices: list[int],
+        batch_size: int | None,
+        show_progress_bar: bool | None,
+    ) -> dict[int, np.ndarray]:
+        batch_size = batch_size or self.config.batch_size
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].ids))
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        show = len(batches) > 1 if show_progress_bar is None else show_progress_bar
+        out = {k: np.empty((len(prompts), self.embedding_dim), dtype=np.float32) for k in indices}
+        model, device = self.loaded.model, self.loaded.device
+        if self.use_tp:  # another encoder sharing this model may have set a different <PST> row
+            with torch.no_grad():
+                model.get_input_embeddings().weight[self._pst_token_id] = self._pst_row
+        with torch.inference_mode():
+            for rows in tqdm(batches, desc="encoding", unit="batch", disable=not show):
+                batch = collate([prompts[i] for i in rows], self._pad_token_id)
+                inputs = {
+                    "input_ids": batch.input_ids.to(device),
+                    "attention_mask": batch.attention_mask.to(device),
+                    "position_ids": batch.position_ids.to(device),
+                }
+                tp = (
+                    token_prepending(
+                        self.loaded.layers, batch.pst_index, self.config.tp_starting_index, self.config.tp_exiting_index
+                    )
+                    if self.use_tp
+                    else nullcontext()
+                )
+                with tp:
+                    states = last_token_states(model, self.loaded.layers, inputs, indices)
+                for k, value in states.items():
+                    out[k][rows] = value.float().cpu().numpy()
+        return out
+
+    @staticmethod
+    def similarity(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Cosine similarity matrix between two sets of embeddings (1-D inputs are one row)."""
+        a_t = torch.as_tensor(np.asarray(a), dtype=torch.float32)
+        b_t = torch.as_tensor(np.asarray(b), dtype=torch.float32)
+        a_t, b_t = a_t.reshape(-1, a_t.shape[-1]), b_t.reshape(-1, b_t.shape[-1])
+        a_t = torch.nn.functional.normalize(a_t, dim=-1)
+        b_t = torch.nn.functional.normalize(b_t, dim=-1)
+        return (a_t @ b_t.T).numpy()
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items() if k != "template")
+        return f"Encoder({settings})"

@@ -1,0 +1,20 @@
+"""SentEval-style evaluation of any ``encode_fn: list[str] -> np.ndarray (n, d)``.
+
+Independent of the encoder: nothing here imports torch.
+"""
+
+from .data import (STS_TASKS, TASKS, TRANSFER_TASKS, STSData, TaskSpec, TransferData,
+                   check_data_dir, load_task, resolve_data_dir)
+from .download import SENTEVAL_URL, DownloadError, download_senteval, find_data_root
+from .report import format_table, library_versions, to_markdown, write_json
+from .runner import evaluate, tasks_for
+from .sts import evaluate_sts, score_sts, summarize
+from .transfer import C_GRID, C_GRID_KFOLD, evaluate_transfer, score_transfer
+
+__all__ = [
+    "C_GRID", "C_GRID_KFOLD", "SENTEVAL_URL", "STS_TASKS", "TASKS", "TRANSFER_TASKS",
+    "DownloadError", "STSData", "TaskSpec", "TransferData",
+    "check_data_dir", "download_senteval", "evaluate", "evaluate_sts", "evaluate_transfer",
+    "find_data_root", "format_table", "library_versions", "load_task", "resolve_data_dir",
+    "score_sts", "score_transfer", "summarize", "tasks_for", "to_markdown", "write_json",
+]

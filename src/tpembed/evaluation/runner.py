@@ -1,0 +1,108 @@
+"""Run a set of SentEval tasks with a single call to the encoder."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ._embeddings import EncodeFn, encode_unique, unique
+from .data import (STS_TASKS, TRANSFER_TASKS, STSData, TaskData, get_spec, load_task,
+                   resolve_data_dir)
+from .sts import score_sts
+from .transfer import DEFAULT_MAX_ITER, score_transfer
+
+Mode = Literal["test", "dev", "fasttest"]
+TaskSet = Literal["sts", "transfer", "full", "stsb"]
+
+KFOLD_BY_MODE: dict[str, int] = {"test": 10, "dev": 5, "fasttest": 5}
+"""SimCSE's evaluation.py: 10-fold in test mode, 5-fold in dev/fasttest."""
+
+
+def tasks_for(task_set: TaskSet, mode: Mode = "test") -> list[str]:
+    """Task names for a task set, mirroring the paper / SimCSE's evaluation script.
+
+    ``sts`` -> the 7 STS tasks (``["STSBenchmark-dev"]`` in dev mode), ``transfer`` ->
+    MR CR SUBJ MPQA SST2 TREC MRPC, ``full`` -> both, ``stsb`` -> ``["STSBenchmark"]``
+    (``["STSBenchmark-dev"]`` in dev mode).
+    """
+    _check_mode(mode)
+    sts = ["STSBenchmark-dev"] if mode == "dev" else list(STS_TASKS)
+    sets = {"sts": sts, "transfer": list(TRANSFER_TASKS), "full": sts + list(TRANSFER_TASKS),
+            "stsb": ["STSBenchmark-dev"] if mode == "dev" else ["STSBenchmark"]}
+    if task_set not in sets:
+        raise ValueError(f"unknown task set {task_set!r}; choose one of {', '.join(sets)}")
+    return sets[task_set]
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in KFOLD_BY_MODE:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(KFOLD_BY_MODE)}")
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def evaluate(tasks: Sequence[str], data_dir: str | os.PathLike[str] | None,
+             encode_fn: EncodeFn, mode: Mode = "test", limit: int | None = None,
+             seed: int = 0, progress: bool = True, *, max_iter: int = DEFAULT_MAX_ITER,
+             n_jobs: int | None = None) -> dict:
+    """Evaluate ``encode_fn`` on ``tasks`` and return scores x100.
+
+    All distinct sentences of all tasks are collected first and ``encode_fn`` is
+    called exactly once on them. ``mode`` sets the CV folds (10 for "test", 5 for
+    "dev"/"fasttest"); in "dev" mode a transfer task's headline score is its
+    validation accuracy (``devacc``), as in SimCSE's dev mode. ``limit=N`` keeps the
+    first N pairs per STS subset / N examples per split (see ``load_task``) for smoke runs.
+
+    Returns ``{"scores": {task: float, "STSAvg", "TransferAvg"}, "details": {task: {...}},
+    "meta": {...}}``; averages only cover tasks that ran.
+    """
+    _check_mode(mode)
+    names = unique(tasks)
+    if not names:
+        raise ValueError("no tasks given")
+    specs = [get_spec(t) for t in names]
+    root = resolve_data_dir(data_dir)
+    kfold = KFOLD_BY_MODE[mode]
+
+    loaded: dict[str, TaskData] = {
+        s.name: load_task(s, root, limit)
+        for s in tqdm(specs, desc="loading tasks", disable=not progress)}
+    sentences = unique(s for d in loaded.values() for s in d.sentences())
+    t0 = time.perf_counter()
+    table = encode_unique(sentences, encode_fn)
+    encode_s = time.perf_counter() - t0
+
+    scores: dict[str, float] = {}
+    details: dict[str, dict] = {}
+    t1 = time.perf_counter()
+    bar = tqdm(loaded.items(), desc="scoring", disable=not progress)
+    for name, data in bar:
+        bar.set_postfix_str(name)
+        if isinstance(data, STSData):
+            res = score_sts(data, table)
+        else:
+            res = score_transfer(data, table, kfold=kfold, seed=seed, max_iter=max_iter,
+                                 progress=progress, n_jobs=n_jobs)
+            if mode == "dev":
+                res["score"] = float(res["devacc"])
+        details[name] = res
+        scores[name] = float(res["score"])
+
+    sts_ran = [scores[s.name] for s in specs if s.kind == "sts"]
+    tr_ran = [scores[s.name] for s in specs if s.kind == "transfer"]
+    if sts_ran:
+        scores["STSAvg"] = _mean(sts_ran)
+    if tr_ran:
+        scores["TransferAvg"] = _mean(tr_ran)
+    meta = {"mode": mode, "kfold": kfold, "seed": seed, "limit": limit, "tasks": names,
+            "data_dir": str(root), "n_unique_sentences": len(sentences), "dim": table.dim,
+            "n_nonfinite_embeddings": table.n_nonfinite, "encode_seconds": encode_s,
+            "score_seconds": time.perf_counter() - t1, "max_iter": max_iter}
+    return {"scores": scores, "details": details, "meta": meta}

@@ -1,0 +1,121 @@
+"""From sentences to model inputs: prompt tokenization, sentence-only truncation, left padding."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from .prompts import render
+
+
+@dataclass(frozen=True)
+class PromptTokens:
+    """Token ids of one rendered prompt and the position of <PST> in them (None: vanilla)."""
+
+    ids: tuple[int, ...]
+    pst_index: int | None
+
+
+class PromptTokenizer:
+    """Tokenizes prompts exactly as written, protecting user text from becoming special tokens.
+
+    The whole prompt string is tokenized at once, as the paper does, so the ids are the ones its
+    code produces. Only when a sentence itself contains the text of a special token (say a literal
+    "<PST>" or "<s>") is the sentence part tokenized on its own with special tokens split, so that
+    the user's text stays text and never becomes a placeholder.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, pst_token_id: int | None, max_length: int):
+        self.tokenizer = tokenizer
+        self.pst_token_id = pst_token_id
+        self.max_length = max_length
+        specials = sorted(
+            {t.content for t in tokenizer.added_tokens_decoder.values() if t.special and t.content},
+            key=len,
+            reverse=True,
+        )
+        self._special_text = re.compile("|".join(map(re.escape, specials))) if specials else None
+
+    def __call__(self, template: str, sentences: list[str]) -> list[PromptTokens]:
+        """Tokenize one template filled with each sentence; truncate the sentence (never the
+        prompt) to fit max_length."""
+        use_pst = self.pst_token_id is not None
+        plain = [i for i, s in enumerate(sentences) if not self._has_special_text(s)]
+        all_ids: list[list[int]] = [[] for _ in sentences]
+        texts = [render(template, sentences[i], use_placeholder=use_pst).text for i in plain]
+        for i, ids in zip(plain, self.tokenizer(texts, add_special_tokens=True)["input_ids"] if texts else []):
+            all_ids[i] = ids
+        for i in set(range(len(sentences))) - set(plain):
+            all_ids[i] = self._tokenize(template, sentences[i], use_pst)
+        result = []
+        for sentence, ids in zip(sentences, all_ids):
+            if len(ids) > self.max_length:
+                ids = self._truncate(template, sentence, use_pst, len(ids))
+            result.append(PromptTokens(tuple(ids), self._find_pst(ids) if use_pst else None))
+        return result
+
+    def _has_special_text(self, sentence: str) -> bool:
+        return self._special_text is not None and self._special_text.search(sentence) is not None
+
+    def _tokenize(self, template: str, sentence: str, use_pst: bool) -> list[int]:
+        prompt = render(template, sentence, use_placeholder=use_pst)
+        tok = self.tokenizer
+        if not self._has_special_text(sentence):
+            return tok(prompt.text, add_special_tokens=True)["input_ids"]
+        head = tok(prompt.text[: prompt.sentence_start], add_special_tokens=True)["input_ids"]
+        rest = tok(prompt.text[prompt.sentence_start :], add_special_tokens=False, split_special_tokens=True)
+        return head + rest["input_ids"]
+
+    def _truncate(self, template: str, sentence: str, use_pst: bool, n_tokens: int) -> list[int]:
+        enc = self.tokenizer(sentence, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = enc["offset_mapping"]
+        keep = len(offsets) - (n_tokens - self.max_length)
+        while keep > 0:
+            ids = self._tokenize(template, sentence[: offsets[keep - 1][1]], use_pst)
+            if len(ids) <= self.max_length:
+                warnings.warn(
+                    f"a sentence of {len(offsets)} tokens was truncated to {keep} tokens to fit "
+                    f"max_length={self.max_length} (the prompt around it is kept whole)",
+                    stacklevel=4,
+                )
+                return ids
+            keep -= 1
+        overhead = len(self._tokenize(template, "", use_pst))
+        raise ValueError(
+            f"max_length={self.max_length} is too small: the prompt alone takes {overhead} tokens"
+        )
+
+    def _find_pst(self, ids: list[int]) -> int:
+        count = ids.count(self.pst_token_id)
+        if count != 1:
+            raise ValueError(f"expected exactly one <PST> token in the prompt, found {count}")
+        return ids.index(self.pst_token_id)
+
+
+@dataclass
+class Batch:
+    """A left-padded batch. Every row's last real token sits at position -1."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    pst_index: torch.Tensor | None
+
+
+def collate(prompts: list[PromptTokens], pad_token_id: int) -> Batch:
+    """Left-pad prompts; positions count real tokens only, so padding never shifts them."""
+    width = max(len(p.ids) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, width - len(prompt.ids) :] = torch.tensor(prompt.ids, dtype=torch.long)
+        attention_mask[row, width - len(prompt.ids) :] = 1
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    pst_index = None
+    if prompts[0].pst_index is not None:
+        pst_index = torch.tensor([width - len(p.ids) + p.pst_index for p in prompts], dtype=torch.long)
+    return Batch(input_ids, attention_mask, position_ids, pst_index)

