@@ -92,7 +92,9 @@ class EmbeddingCache:
             chunk = uniq[i:i + _SQL_CHUNK]
             q = f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(chunk))})"
             found.update(self._db.execute(q, chunk).fetchall())
-        hits = {i: np.frombuffer(found[k], dtype=_DTYPE) for i, k in enumerate(keys) if k in found}
+        # copy: frombuffer views are read-only and callers may modify the vectors
+        hits = {i: np.frombuffer(found[k], dtype=_DTYPE).copy()
+                for i, k in enumerate(keys) if k in found}
         missing = [i for i, k in enumerate(keys) if k not in found]
         return hits, missing
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -90,6 +91,107 @@ def encode(
     if output is not None:
         np.save(output, vectors)
         typer.echo(f"saved {output}")
+
+
+def _report(result: dict[str, Any], output: Path | None) -> None:
+    from .run import print_tables
+
+    typer.echo(print_tables(result["scores"]))
+    meta = result["meta"]
+    typer.echo(
+        f"{meta['n_unique_sentences']} distinct sentences, encoded in {meta['encode_seconds']:.1f} s; "
+        f"wall time {result['wall_seconds']:.1f} s"
+    )
+    if output is not None:
+        typer.echo(f"results written to {output}")
+
+
+def _evaluate(
+    run_config: Any, data: Path | None, name: str | None, limit: int | None, output: Path | None, cache: bool
+) -> None:
+    from .run import run_evaluation
+
+    try:
+        result = run_evaluation(run_config, data, name=name, limit=limit, output=output, use_cache=cache)
+    except (ValueError, FileNotFoundError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    _report(result, output)
+
+
+DataOption = Annotated[
+    Optional[Path], typer.Option("--data", help="SentEval data folder (default: $TPEMBED_DATA or ../shared/senteval)")
+]
+LimitOption = Annotated[Optional[int], typer.Option("--limit", help="first N pairs/examples per task (smoke runs)")]
+OutputOption = Annotated[Optional[Path], typer.Option("--output", "-o", help="write results as JSON")]
+CacheOption = Annotated[bool, typer.Option("--cache/--no-cache", help="reuse embeddings cached on disk")]
+
+
+@app.command()
+def run(
+    name: Annotated[Optional[str], typer.Argument(help="entry of the config file (default: its default_config)")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of named configs")] = None,
+    data: DataOption = None,
+    set_: Annotated[list[str], typer.Option("--set", help="override a key: --set tp_exiting_index=5")] = [],  # noqa: B006
+    limit: LimitOption = None,
+    output: OutputOption = None,
+    cache: CacheOption = True,
+) -> None:
+    """Evaluate a named configuration (the paper's interface) and print the paper-style table."""
+    from .config import default_config_path, load_config_file, parse_overrides, resolve_run_config
+
+    path = config or default_config_path()
+    try:
+        run_config = resolve_run_config(path, name, parse_overrides(set_))
+        gpu = load_config_file(path).gpu_config
+    except (ValueError, FileNotFoundError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    if gpu and gpu.cuda_visible_devices is not None and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu.cuda_visible_devices  # as the paper's run.sh does
+    _evaluate(run_config, data, name, limit, output, cache)
+
+
+@app.command("eval")
+@encoder_options
+def eval_(
+    mode: Annotated[str, typer.Option(help="test | dev | fasttest")] = "test",
+    task_set: Annotated[str, typer.Option(help="sts | transfer | full | stsb")] = "sts",
+    data: DataOption = None,
+    limit: LimitOption = None,
+    output: OutputOption = None,
+    cache: CacheOption = True,
+    settings: dict[str, Any] | None = None,
+) -> None:
+    """Evaluate encoder settings given as options (no YAML file needed)."""
+    from .config import RunConfig
+
+    try:
+        run_config = RunConfig(**(settings or {}), mode=mode, task_set=task_set)
+    except ValidationError as err:
+        raise typer.BadParameter(str(err)) from None
+    _evaluate(run_config, data, None, limit, output, cache)
+
+
+data_app = typer.Typer(help="SentEval data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("download")
+def data_download(
+    dest: Annotated[Path, typer.Argument(help="folder to download and unpack into")],
+    url: Annotated[Optional[str], typer.Option(help="tarball URL (default: the SimCSE senteval.tar)")] = None,
+    sha256: Annotated[Optional[str], typer.Option(help="expected SHA-256 of the tarball")] = None,
+) -> None:
+    """Download the SentEval data the paper uses, unpack it and verify every task's counts."""
+    from .evaluation import SENTEVAL_URL, DownloadError, download_senteval
+
+    try:
+        root = download_senteval(dest, url=url or SENTEVAL_URL, expected_sha256=sha256)
+    except (DownloadError, ValueError, FileNotFoundError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"SentEval data ready in {root} (use --data {root})")
 
 
 @app.callback()

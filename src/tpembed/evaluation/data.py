@@ -172,7 +172,7 @@ class TransferSplit:
 
 @dataclass
 class TransferData:
-    """A transfer task: ``{"all"}`` (CV tasks), ``{"train","dev","test"}`` or ``{"train","test"}``."""
+    """A transfer task; splits are ``all`` (CV tasks), ``train/dev/test`` or ``train/test``."""
 
     spec: TaskSpec
     splits: dict[str, TransferSplit]
@@ -382,7 +382,8 @@ def load_task(task: str | TaskSpec, data_dir: str | os.PathLike[str] | None,
     folder = root / spec.folder
     if not folder.is_dir():
         raise FileNotFoundError(
-            f"{spec.name}: missing folder {str(folder)!r} (expected files: {', '.join(spec.files)})")
+            f"{spec.name}: missing folder {str(folder)!r} "
+            f"(expected files: {', '.join(spec.files)})")
     paths = spec.paths(root)
     r = spec.reader
     if r == "sts_year":
@@ -408,7 +409,8 @@ def check_data_dir(data_dir: str | os.PathLike[str] | None,
                    check_counts: bool = True) -> dict[str, dict[str, int]]:
     """Verify a SentEval folder: every file exists and (optionally) sizes match the README.
 
-    Returns ``{task: counts}``. Raises FileNotFoundError listing every missing file,
+    Returns ``{task: counts}`` (empty when ``check_counts`` is false). Raises
+    FileNotFoundError listing every missing file,
     or ValueError listing every count mismatch.
     """
     root = resolve_data_dir(data_dir)

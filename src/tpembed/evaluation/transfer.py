@@ -164,7 +164,7 @@ def kfold_probe(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np
 # --------------------------------------------------------------------------- features
 
 
-def _sort_key(split: TransferSplit) -> list[int]:
+def _senteval_order(split: TransferSplit) -> list[int]:
     # SentEval sorts by (n tokens, [n tokens b,] label) before splitting; stable sort.
     def key(i: int) -> tuple:
         k: tuple = (len(split.text[i].split()),)
@@ -176,7 +176,7 @@ def _sort_key(split: TransferSplit) -> list[int]:
 
 def features(split: TransferSplit, lookup: Lookup) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) for a split in SentEval order; pairs give concat(|u-v|, u*v)."""
-    order = _sort_key(split)
+    order = _senteval_order(split)
     y = split.labels[order]
     u = lookup([split.text[i] for i in order])
     if split.text_b is None:

@@ -1,0 +1,99 @@
+"""One evaluation run: a RunConfig -> Encoder -> cached embeddings -> SentEval scores -> table + JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cache import EmbeddingCache, cached
+from .config import EncoderConfig, RunConfig
+from .encoder import Encoder
+from .evaluation import evaluate, format_table, library_versions, tasks_for, write_json
+from .models import LoadedModel, default_cache_dir
+
+
+def default_data_dir() -> Path | None:
+    """$TPEMBED_DATA, else ``../shared/senteval`` beside a source checkout (None when neither)."""
+    if os.environ.get("TPEMBED_DATA"):
+        return Path(os.environ["TPEMBED_DATA"])
+    beside_checkout = Path(__file__).resolve().parents[3] / "shared" / "senteval"
+    return beside_checkout if beside_checkout.is_dir() else None
+
+
+def cache_namespace(encoder: Encoder) -> str:
+    """Every setting that changes a vector, plus the model's identity (file hash where known).
+
+    batch_size and device index are left out on purpose: results do not depend on them.
+    """
+    config, identity = encoder.config, encoder.loaded.identity
+    key: dict[str, Any] = {
+        "model": identity.get("sha256") or f"{identity.get('source')}@{identity.get('revision')}",
+        "dtype": identity.get("dtype"),
+        "device_type": str(encoder.loaded.device.type),
+        "prompt": list(encoder.prompt.templates),
+        "plan": config.use_which_plan,
+        "output_layer": encoder.output_index,
+        "max_length": encoder.max_length,
+    }
+    if encoder.use_tp:
+        key.update(tp=[config.tp_starting_index, config.tp_exiting_index], pst_init=config.pst_init, seed=config.seed)
+    return json.dumps(key, sort_keys=True)
+
+
+def run_evaluation(
+    config: RunConfig,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    name: str | None = None,
+    limit: int | None = None,
+    output: str | os.PathLike[str] | None = None,
+    use_cache: bool = True,
+    loaded: LoadedModel | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate one configuration; print the paper-style table(s); write JSON when ``output``."""
+    start = time.perf_counter()
+    encoder_settings = {k: v for k, v in config.model_dump().items() if k in EncoderConfig.model_fields}
+    encoder = Encoder(loaded, config=EncoderConfig(**encoder_settings)) if loaded else Encoder(
+        config=EncoderConfig(**encoder_settings)
+    )
+
+    def encode(sentences: list[str]) -> np.ndarray:
+        return encoder.encode(sentences, show_progress_bar=progress)
+
+    encode_fn = encode
+    if use_cache:
+        encode_fn = cached(encode, EmbeddingCache(default_cache_dir() / "embeddings", cache_namespace(encoder)))
+    tasks = tasks_for(config.task_set, config.mode)
+    data_dir = data_dir or default_data_dir()
+    result = evaluate(tasks, data_dir, encode_fn, mode=config.mode, limit=limit, seed=config.seed, progress=progress)
+    wall = time.perf_counter() - start
+    extra = {
+        "name": name,
+        "model": encoder.loaded.identity,
+        "versions": library_versions(),
+        "seed": config.seed,
+        "wall_seconds": wall,
+        "meta": result["meta"],
+    }
+    if output is not None:
+        write_json(output, result["scores"], result["details"], config.model_dump(), extra)
+    result.update(extra)
+    return result
+
+
+def print_tables(scores: dict[str, float]) -> str:
+    """The STS and/or transfer tables for whichever tasks ran."""
+    parts = []
+    for kind in ("sts", "transfer"):
+        try:
+            parts.append(format_table(scores, kind))  # type: ignore[arg-type]
+        except ValueError:
+            continue
+    return "\n".join(parts)
+
