@@ -154,3 +154,44 @@ def cached(encode_fn: EncodeFn, cache: EmbeddingCache, batch_size: int = 4096) -
         return np.stack(rows)
 
     return wrapped
+
+
+LayersEncodeFn = Callable[[list[str], list[int]], dict[int, np.ndarray]]
+
+
+def cached_layers(encode_layers_fn: LayersEncodeFn, caches: dict[int, EmbeddingCache],
+                  batch_size: int = 4096) -> Callable[[list[str]], dict[int, np.ndarray]]:
+    """:func:`cached` for several output layers computed by one forward pass.
+
+    ``caches`` maps each layer to its own namespace. A sentence missing from any layer's cache is
+    encoded once for all the layers that miss it, in the same chunks :func:`cached` would use, so
+    a layer's vectors are bit-identical to a single-layer run over the same sentences.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    if not caches:
+        raise ValueError("caches must name at least one layer")
+
+    def wrapped(sentences: list[str]) -> dict[int, np.ndarray]:
+        sentences = list(sentences)
+        lookups = {layer: cache.get_many(sentences) for layer, cache in caches.items()}
+        missing = sorted({i for _, miss in lookups.values() for i in miss})
+        todo = list(dict.fromkeys(sentences[i] for i in missing))
+        layers = [layer for layer, (_, miss) in lookups.items() if miss]
+        fresh: dict[int, dict[str, np.ndarray]] = {layer: {} for layer in layers}
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            vectors = encode_layers_fn(chunk, layers)
+            for layer in layers:
+                arr = np.asarray(vectors[layer], dtype=_DTYPE)
+                caches[layer].put_many(chunk, arr)
+                fresh[layer].update(zip(chunk, arr))
+        out = {}
+        for layer, (hits, _) in lookups.items():
+            if not sentences:
+                out[layer] = np.zeros((0, caches[layer].dim or 0), dtype=_DTYPE)
+                continue
+            out[layer] = np.stack([hits[i] if i in hits else fresh[layer][s] for i, s in enumerate(sentences)])
+        return out
+
+    return wrapped

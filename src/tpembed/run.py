@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +26,27 @@ def default_data_dir() -> Path | None:
     return beside_checkout if beside_checkout.is_dir() else None
 
 
-def cache_namespace(encoder: Encoder) -> str:
+def cache_namespace(encoder: Encoder, output_index: int | None = None) -> str | None:
     """Every setting that changes a vector, plus the model's identity (file hash where known).
 
+    ``output_index`` overrides the encoder's own output layer (the sweep caches many layers).
     batch_size and device index are left out on purpose: results do not depend on them.
+    Returns None for a model with no stable identity (an in-memory model without a file hash or
+    source): caching it could silently serve another model's vectors.
     """
     config, identity = encoder.config, encoder.loaded.identity
+    model_id = identity.get("sha256") or (
+        f"{identity['source']}@{identity.get('revision')}" if identity.get("source") else None
+    )
+    if model_id is None:
+        return None
     key: dict[str, Any] = {
-        "model": identity.get("sha256") or f"{identity.get('source')}@{identity.get('revision')}",
+        "model": model_id,
         "dtype": identity.get("dtype"),
         "device_type": str(encoder.loaded.device.type),
         "prompt": list(encoder.prompt.templates),
         "plan": config.use_which_plan,
-        "output_layer": encoder.output_index,
+        "output_layer": encoder.output_index if output_index is None else output_index,
         "max_length": encoder.max_length,
     }
     if encoder.use_tp:
@@ -67,8 +76,11 @@ def run_evaluation(
         return encoder.encode(sentences, show_progress_bar=progress)
 
     encode_fn = encode
-    if use_cache:
-        encode_fn = cached(encode, EmbeddingCache(default_cache_dir() / "embeddings", cache_namespace(encoder)))
+    namespace = cache_namespace(encoder) if use_cache else None
+    if use_cache and namespace is None:
+        warnings.warn("embedding cache disabled: this in-memory model has no file hash or source to key it by")
+    if namespace is not None:
+        encode_fn = cached(encode, EmbeddingCache(default_cache_dir() / "embeddings", namespace))
     tasks = tasks_for(config.task_set, config.mode)
     data_dir = data_dir or default_data_dir()
     result = evaluate(tasks, data_dir, encode_fn, mode=config.mode, limit=limit, seed=config.seed, progress=progress)

@@ -7,7 +7,7 @@ from .data import (STS_TASKS, TASKS, TRANSFER_TASKS, STSData, TaskSpec, Transfer
                    check_data_dir, load_task, resolve_data_dir)
 from .download import SENTEVAL_URL, DownloadError, download_senteval, find_data_root
 from .report import format_table, library_versions, to_markdown, write_json
-from .runner import evaluate, tasks_for
+from .runner import evaluate, task_sentences, tasks_for
 from .sts import evaluate_sts, score_sts, summarize
 from .transfer import C_GRID, C_GRID_KFOLD, evaluate_transfer, score_transfer
 
@@ -16,5 +16,5 @@ __all__ = [
     "DownloadError", "STSData", "TaskSpec", "TransferData",
     "check_data_dir", "download_senteval", "evaluate", "evaluate_sts", "evaluate_transfer",
     "find_data_root", "format_table", "library_versions", "load_task", "resolve_data_dir",
-    "score_sts", "score_transfer", "summarize", "tasks_for", "to_markdown", "write_json",
+    "score_sts", "score_transfer", "summarize", "task_sentences", "tasks_for", "to_markdown", "write_json",
 ]

@@ -44,6 +44,13 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(KFOLD_BY_MODE)}")
 
 
+def task_sentences(tasks: Sequence[str], data_dir: str | os.PathLike[str] | None,
+                   limit: int | None = None) -> list[str]:
+    """The distinct sentences of ``tasks`` in the order :func:`evaluate` passes them to ``encode_fn``."""
+    root = resolve_data_dir(data_dir)
+    return unique(s for name in unique(tasks) for s in load_task(get_spec(name), root, limit).sentences())
+
+
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
