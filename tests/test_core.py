@@ -67,7 +67,8 @@ def _record_layers(layers):
 
 def test_tp_copies_last_token_into_pst_and_leaves_earlier_tokens_alone(family):
     start, exit_ = 1, 3
-    enc, _ = make_encoder(family, use_which_plan="tp", tp_starting_index=start, tp_exiting_index=exit_)
+    # whole-prompt forwards (no prefix cache), so recorded layer inputs line up with the batch
+    enc, _ = make_encoder(family, use_which_plan="tp", tp_starting_index=start, tp_exiting_index=exit_, prefix_cache=False)
     layers = enc.loaded.layers
     prompts = [p for p in enc._tokenize(enc.prompt.templates[0], [normalize_sentence(s) for s in SENTENCES])]
     batch = collate(prompts, 0)  # the encoder sorts by length; recompute its batch order
@@ -78,7 +79,7 @@ def test_tp_copies_last_token_into_pst_and_leaves_earlier_tokens_alone(family):
     enc.encode(SENTENCES, batch_size=len(SENTENCES))
     for h in handles:
         h.remove()
-    off, _ = make_encoder(family, use_which_plan="tp", tp_starting_index=0, tp_exiting_index=0)
+    off, _ = make_encoder(family, use_which_plan="tp", tp_starting_index=0, tp_exiting_index=0, prefix_cache=False)
     seen_off, handles = _record_layers(off.loaded.layers)
     off.encode(SENTENCES, batch_size=len(SENTENCES))
     for h in handles:

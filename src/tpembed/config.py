@@ -38,6 +38,14 @@ class EncoderConfig(BaseModel):
         None, gt=0, description="max prompt tokens; the sentence is shortened, never the prompt (None: model limit)"
     )
     batch_size: int = Field(16, gt=0, description="sentences per forward pass")
+    max_batch_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="cap rows x padded prompt length per forward pass (batch_size still caps rows; None: rows only)",
+    )
+    prefix_cache: bool = Field(
+        True, description="compute each template's shared prompt prefix once and reuse its keys/values"
+    )
 
     @model_validator(mode="after")
     def _check_tp_range(self) -> EncoderConfig:
@@ -47,7 +55,6 @@ class EncoderConfig(BaseModel):
                 f"({self.tp_starting_index}); TP runs before layers [start, exit)"
             )
         return self
-
 
 
 class RunConfig(EncoderConfig):

@@ -55,7 +55,8 @@ def last_token_states(
         layers[k].register_forward_pre_hook(make_hook(k), with_kwargs=True) for k in wanted if k < num_layers
     ]
     try:
-        output = base_model(**inputs, use_cache=False)
+        # no cache unless the caller brings one (a cached prompt prefix)
+        output = base_model(**{"use_cache": False, **inputs})
         captured[num_layers] = output.last_hidden_state[:, -1]
     except _StopForward:
         pass

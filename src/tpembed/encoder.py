@@ -13,8 +13,18 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .config import EncoderConfig
 from .early_exit import last_token_states, resolve_output_layer
-from .inputs import PromptTokenizer, PromptTokens, collate
+from .inputs import PromptTokenizer, PromptTokens, collate, plan_batches
 from .models import LoadedModel, load_model, prepare_model
+from .prefix_cache import (
+    PrefixState,
+    attention_span,
+    batch_cache,
+    cache_argument,
+    compute_prefix,
+    shared_prefix_length,
+    supports_prefix_cache,
+    template_prefix_ids,
+)
 from .prepend import add_placeholder_token, token_prepending
 from .prompts import get_prompt_method, normalize_sentence
 
@@ -96,6 +106,9 @@ class Encoder:
         self._tokenize = PromptTokenizer(tok, self._pst_token_id, self.max_length)
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self._pad_token_id = pad if pad is not None else 0
+        self._attention_span = attention_span(self.loaded.model.config)
+        self._use_prefix_cache = config.prefix_cache and supports_prefix_cache(self.loaded.model.config)
+        self._cache_argument = cache_argument(self.loaded.model)
 
     @property
     def embedding_dim(self) -> int:
@@ -146,9 +159,9 @@ class Encoder:
         if not items:
             return {k: np.zeros((0, self.embedding_dim), dtype=np.float32) for k in output_layers}
         unique = list(dict.fromkeys(normalize_sentence(s) for s in items))
-        prompts = self._tokenize_all(unique)
-        states = self._run(prompts, sorted(set(resolved.values())), batch_size, show_progress_bar)
-        # prompts are laid out template-major: [template][sentence]; average over templates.
+        groups = self._tokenize_all(unique)
+        states = self._run(groups, sorted(set(resolved.values())), batch_size, show_progress_bar)
+        # states are laid out template-major: [template][sentence]; average over templates.
         n_templates = len(self.prompt.templates)
         row_of = {s: i for i, s in enumerate(unique)}
         order = [row_of[normalize_sentence(s)] for s in items]
@@ -158,47 +171,88 @@ class Encoder:
             out[k] = per_template.mean(axis=0)[order]
         return out
 
-    def _tokenize_all(self, sentences: list[str]) -> list[PromptTokens]:
-        return [p for template in self.prompt.templates for p in self._tokenize(template, sentences)]
+    def _tokenize_all(self, sentences: list[str]) -> list[list[PromptTokens]]:
+        """One list of prompts per template, each in sentence order."""
+        return [self._tokenize(template, sentences) for template in self.prompt.templates]
+
+    def _shared_prefix(self, template: str, prompts: list[PromptTokens], depth: int) -> PrefixState | None:
+        """The template's shared prefix keys/values up to layer ``depth``, or None when not usable.
+
+        Computed per call (one row, a few dozen tokens): cheap next to the batches, and never stale
+        if the model's weights change between calls.
+        """
+        if not self._use_prefix_cache or depth == 0:  # depth 0: the embeddings, no attention to save
+            return None
+        candidate = template_prefix_ids(self.loaded.tokenizer, template, self.use_tp)
+        length = shared_prefix_length(candidate, prompts)
+        if length == 0 or (self._attention_span is not None and length >= self._attention_span):
+            return None
+        return compute_prefix(self.loaded.model, self.loaded.layers, candidate[:length], depth)
 
     def _run(
         self,
-        prompts: list[PromptTokens],
+        groups: list[list[PromptTokens]],
         indices: list[int],
         batch_size: int | None,
         show_progress_bar: bool | None,
     ) -> dict[int, np.ndarray]:
+        """Last-token states for every prompt, rows laid out group after group (template-major).
+
+        Batches never mix templates, so each batch shares one cached prefix.
+        """
         batch_size = batch_size or self.config.batch_size
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i].ids))
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        show = len(batches) > 1 if show_progress_bar is None else show_progress_bar
-        out = {k: np.empty((len(prompts), self.embedding_dim), dtype=np.float32) for k in indices}
-        model, device = self.loaded.model, self.loaded.device
+        plans = [
+            plan_batches([len(p.ids) for p in group], batch_size, self.config.max_batch_tokens) for group in groups
+        ]
+        n_batches = sum(len(plan) for plan in plans)
+        show = n_batches > 1 if show_progress_bar is None else show_progress_bar
+        total = sum(len(group) for group in groups)
+        out = {k: np.empty((total, self.embedding_dim), dtype=np.float32) for k in indices}
+        model = self.loaded.model
         if self.use_tp:  # another encoder sharing this model may have set a different <PST> row
             with torch.no_grad():
                 model.get_input_embeddings().weight[self._pst_token_id] = self._pst_row
-        with torch.inference_mode():
-            for rows in tqdm(batches, desc="encoding", unit="batch", disable=not show):
-                batch = collate([prompts[i] for i in rows], self._pad_token_id)
-                inputs = {
-                    "input_ids": batch.input_ids.to(device),
-                    "attention_mask": batch.attention_mask.to(device),
-                    "position_ids": batch.position_ids.to(device),
-                }
-                tp = (
-                    token_prepending(
-                        self.loaded.layers, batch.pst_index, self.config.tp_starting_index, self.config.tp_exiting_index
-                    )
-                    if self.use_tp
-                    else nullcontext()
-                )
-                with tp:
-                    states = last_token_states(model, self.loaded.layers, inputs, indices)
-                for k, value in states.items():
-                    out[k][rows] = value.float().cpu().numpy()
+        with torch.inference_mode(), tqdm(total=n_batches, desc="encoding", unit="batch", disable=not show) as bar:
+            offset = 0
+            for template, group, plan in zip(self.prompt.templates, groups, plans):
+                prefix = self._shared_prefix(template, group, max(indices))
+                for rows in plan:
+                    states = self._forward([group[i] for i in rows], indices, prefix)
+                    for k, value in states.items():
+                        out[k][[offset + i for i in rows]] = value.float().cpu().numpy()
+                    bar.update(1)
+                offset += len(group)
         return out
+
+    def _forward(
+        self, prompts: list[PromptTokens], indices: list[int], prefix: PrefixState | None
+    ) -> dict[int, torch.Tensor]:
+        """One batch: the suffixes on top of the cached prefix when it applies, else whole prompts."""
+        model, device = self.loaded.model, self.loaded.device
+        if prefix is not None and self._attention_span is not None:
+            width = max(len(p.ids) for p in prompts)
+            if width > self._attention_span:  # padding between prefix and suffix would skew the window
+                prefix = None
+        batch = collate(prompts, self._pad_token_id, prefix.length if prefix is not None else 0)
+        inputs: dict[str, Any] = {
+            "input_ids": batch.input_ids.to(device),
+            "attention_mask": batch.attention_mask.to(device),
+            "position_ids": batch.position_ids.to(device),
+        }
+        if prefix is not None:
+            inputs[self._cache_argument] = batch_cache(prefix, len(prompts))
+            inputs["use_cache"] = True  # the layers append the suffix keys/values to the cache
+        tp = (
+            token_prepending(
+                self.loaded.layers, batch.pst_index, self.config.tp_starting_index, self.config.tp_exiting_index
+            )
+            if self.use_tp
+            else nullcontext()
+        )
+        with tp:
+            return last_token_states(model, self.loaded.layers, inputs, indices)
 
     @staticmethod
     def similarity(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -98,7 +99,11 @@ class PromptTokenizer:
 
 @dataclass
 class Batch:
-    """A left-padded batch. Every row's last real token sits at position -1."""
+    """A left-padded batch. Every row's last real token sits at position -1.
+
+    With a cached prefix of ``P`` tokens, ``input_ids`` / ``position_ids`` / ``pst_index`` cover
+    the suffix only while ``attention_mask`` covers prefix + suffix (what the model attends over).
+    """
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
@@ -106,16 +111,55 @@ class Batch:
     pst_index: torch.Tensor | None
 
 
-def collate(prompts: list[PromptTokens], pad_token_id: int) -> Batch:
-    """Left-pad prompts; positions count real tokens only, so padding never shifts them."""
-    width = max(len(p.ids) for p in prompts)
+def collate(prompts: list[PromptTokens], pad_token_id: int, prefix_len: int = 0) -> Batch:
+    """Left-pad prompts; positions count real tokens only, so padding never shifts them.
+
+    ``prefix_len > 0``: the first ``prefix_len`` ids of every row are shared and already cached, so
+    only the suffixes are padded and returned as inputs; their positions continue after the prefix.
+    """
+    if any(len(p.ids) <= prefix_len for p in prompts):
+        raise ValueError(f"prefix_len={prefix_len} must leave at least one token in every row")
+    suffixes = [p.ids[prefix_len:] for p in prompts]
+    width = max(len(s) for s in suffixes)
     input_ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        input_ids[row, width - len(prompt.ids) :] = torch.tensor(prompt.ids, dtype=torch.long)
-        attention_mask[row, width - len(prompt.ids) :] = 1
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    suffix_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, suffix in enumerate(suffixes):
+        input_ids[row, width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
+        suffix_mask[row, width - len(suffix) :] = 1
+    attention_mask = torch.cat([torch.ones((len(prompts), prefix_len), dtype=torch.long), suffix_mask], dim=1)
+    # positions over prefix + suffix, counting real tokens; the model only sees the suffix part
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
     pst_index = None
     if prompts[0].pst_index is not None:
-        pst_index = torch.tensor([width - len(p.ids) + p.pst_index for p in prompts], dtype=torch.long)
+        if any(p.pst_index < prefix_len for p in prompts):  # type: ignore[operator]
+            raise ValueError("the cached prefix must end at or before <PST> (TP rewrites <PST>)")
+        pst_index = torch.tensor(
+            [width - len(s) + p.pst_index - prefix_len for p, s in zip(prompts, suffixes)],  # type: ignore[operator]
+            dtype=torch.long,
+        )
     return Batch(input_ids, attention_mask, position_ids, pst_index)
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int | None = None) -> list[list[int]]:
+    """Split row indices into length-sorted batches (longest first).
+
+    A batch holds at most ``batch_size`` rows and, when ``max_batch_tokens`` is set, at most that
+    many rows x padded width (its longest row); a single row longer than the budget forms its own
+    batch. Sorting keeps padding small; the budget keeps activation memory bounded.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if max_batch_tokens is not None and max_batch_tokens <= 0:
+        raise ValueError(f"max_batch_tokens must be positive, got {max_batch_tokens}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches:
+            current = batches[-1]
+            width = lengths[current[0]]  # rows come longest first, so the first row sets the width
+            fits = max_batch_tokens is None or (len(current) + 1) * width <= max_batch_tokens
+            if len(current) < batch_size and fits:
+                current.append(i)
+                continue
+        batches.append([i])
+    return batches

@@ -178,6 +178,43 @@ def _converted_gguf_dir(gguf: Path, cache_dir: Path) -> tuple[Path, str]:
     return target, sha
 
 
+def _resolve_source(name: str, cache: Path) -> tuple[Path | str, dict[str, Any]]:
+    """Where an HF model folder (or hub id) for ``name`` lives, converting a GGUF file once."""
+    identity: dict[str, Any] = {"name": name}
+    if name in PACKAGED_MODELS:
+        source = packaged_model_file(name, cache)
+    else:
+        source = Path(name).expanduser()
+        if not source.exists() and (source.suffix == ".gguf" or name.startswith((".", "/", "~"))):
+            raise FileNotFoundError(f"model path {name!r} does not exist")
+    if isinstance(source, Path) and source.suffix == ".gguf":
+        path, sha = _converted_gguf_dir(source, cache)
+        identity.update(source=str(source), sha256=sha)
+        return path, identity
+    path = source if source.exists() else name
+    identity["source"] = str(path)
+    return path, identity
+
+
+def load_causal_lm(
+    model: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The full causal LM (lm_head included) and its tokenizer, in eval mode.
+
+    Same names as :func:`load_model`; for reference runs (e.g. the paper's
+    ``output_hidden_states=True`` forward in benchmarks/speed.py), not for embedding.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path, _ = _resolve_source(str(model), cache)
+    torch_device = resolve_device(device)
+    causal_lm = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, torch_device))
+    return causal_lm.to(torch_device).eval(), AutoTokenizer.from_pretrained(path)
+
+
 def load_model(
     model: str | os.PathLike[str],
     *,
@@ -192,19 +229,7 @@ def load_model(
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     name = str(model)
-    identity: dict[str, Any] = {"name": name}
-    if name in PACKAGED_MODELS:
-        source = packaged_model_file(name, cache)
-    else:
-        source = Path(name).expanduser()
-        if not source.exists() and (source.suffix == ".gguf" or name.startswith((".", "/", "~"))):
-            raise FileNotFoundError(f"model path {name!r} does not exist")
-    if isinstance(source, Path) and source.suffix == ".gguf":
-        path, sha = _converted_gguf_dir(source, cache)
-        identity.update(source=str(source), sha256=sha)
-    else:
-        path = source if source.exists() else name
-        identity["source"] = str(path)
+    path, identity = _resolve_source(name, cache)
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:

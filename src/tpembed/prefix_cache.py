@@ -1,0 +1,140 @@
+"""Shared-prefix key/value cache: run a template's fixed opening once, reuse it for every batch.
+
+Every prompt of one template starts with the same text (``This sentence : `` before ``<PST>``
+under TP, ``This sentence : "`` before the sentence under the vanilla plan; the KE and MetaEOL
+openings are 30-70 tokens, longer than most sentences). Under causal attention those positions never see what follows, and
+TP only rewrites the ``<PST>`` position, so their keys/values are the same for every sentence. We
+compute them once (one row), then each batch runs only the suffix tokens on top of a copy of them.
+
+Correctness rests on the prefix being an *exact* common prefix of every row's token ids (whole
+string tokenization can merge across the template/sentence boundary), checked here row by row.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+
+from .early_exit import last_token_states
+from .inputs import PromptTokens
+from .prompts import PLACEHOLDER_TOKEN, render
+
+
+@dataclass(frozen=True)
+class PrefixState:
+    """Keys/values of a shared prefix: ``(keys, values)`` of decoder layers ``0..depth-1``, batch size 1."""
+
+    ids: tuple[int, ...]
+    layers: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+
+def template_prefix_ids(tokenizer: PreTrainedTokenizerBase, template: str, use_placeholder: bool) -> list[int]:
+    """Token ids of the template's text before ``<PST>`` (TP) or before the sentence (vanilla).
+
+    Only a candidate: :func:`shared_prefix_length` checks it against the real rows.
+    """
+    prompt = render(template, "", use_placeholder=use_placeholder)
+    head = prompt.text[: prompt.sentence_start]
+    if use_placeholder and PLACEHOLDER_TOKEN in head:
+        head = head[: head.index(PLACEHOLDER_TOKEN)]
+    return list(tokenizer(head, add_special_tokens=True)["input_ids"])
+
+
+def shared_prefix_length(candidate: Sequence[int], prompts: Sequence[PromptTokens]) -> int:
+    """How many leading ids of ``candidate`` every row shares exactly (0: no usable prefix).
+
+    The prefix also stops at each row's ``<PST>`` (TP rewrites that position, so it cannot be
+    shared) and leaves at least one token in every row, the one whose state is the embedding.
+    """
+    n = len(candidate)
+    for p in prompts:
+        limit = min(n, len(p.ids) - 1, n if p.pst_index is None else p.pst_index)
+        k = 0
+        while k < limit and p.ids[k] == candidate[k]:
+            k += 1
+        n = k
+        if n == 0:
+            break
+    return n
+
+
+def _text_config(config: object) -> object:
+    """The decoder's own config (multimodal configs nest it)."""
+    get_text = getattr(config, "get_text_config", None)
+    return get_text(decoder=True) if callable(get_text) else config
+
+
+def attention_span(config: object) -> int | None:
+    """The shortest local-attention window of the model (sliding window / chunk), None if none.
+
+    Attention masks index the cache by slot, and with a cached prefix the left padding sits
+    between prefix and suffix, so slot distances exceed position distances. That is harmless
+    while a whole batch (prefix + padded suffix) fits inside every window; beyond that we run
+    without the cache.
+    """
+    text_config = _text_config(config)
+    spans = [getattr(text_config, name, None) for name in ("sliding_window", "attention_chunk_size")]
+    spans = [s for s in spans if isinstance(s, int) and s > 0]
+    return min(spans) if spans else None
+
+
+# Layer kinds whose cache is plain keys/values (what a config-free DynamicCache holds).
+_KV_LAYER_TYPES = {"full_attention", "sliding_attention", "chunked_attention"}
+
+
+def supports_prefix_cache(config: object) -> bool:
+    """False for models with non-attention layers (linear attention, SSM blocks): their caches
+    hold recurrent state, not per-token keys/values, so a plain prefix cache does not apply."""
+    layer_types = getattr(_text_config(config), "layer_types", None) or []
+    return all(t in _KV_LAYER_TYPES for t in layer_types)
+
+
+def cache_argument(model: torch.nn.Module) -> str:
+    """Name of the forward's cache keyword: ``cache`` (transformers >= 5.x) or ``past_key_values``."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def compute_prefix(
+    model: PreTrainedModel, layers: Sequence[torch.nn.Module], ids: Sequence[int], depth: int
+) -> PrefixState:
+    """Run the prefix once (one row) through decoder layers ``0..depth-1`` and keep their keys/values.
+
+    ``depth`` is the deepest hidden_states index the batches will capture: they stop before layer
+    ``depth`` too (early exit), so no deeper layer ever needs the prefix. The caller runs this
+    under ``torch.inference_mode()`` with no TP hooks installed.
+    """
+    device = next(model.parameters()).device
+    input_ids = torch.tensor([list(ids)], dtype=torch.long, device=device)
+    cache = DynamicCache()  # grows one plain layer per decoder layer that runs
+    inputs = {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "position_ids": torch.arange(len(ids), device=device)[None],
+        "use_cache": True,
+        cache_argument(model): cache,
+    }
+    last_token_states(model, layers, inputs, [depth])
+    kept = tuple((layer.keys, layer.values) for layer in cache.layers[:depth])
+    if len(kept) != min(depth, len(layers)) or any(k is None or k.shape[-2] != len(ids) for k, _ in kept):
+        raise RuntimeError(f"the prefix forward did not leave {len(ids)} cached tokens in each of {depth} layers")
+    return PrefixState(tuple(ids), kept)
+
+
+def batch_cache(prefix: PrefixState, batch_size: int) -> DynamicCache:
+    """A fresh cache holding the prefix for ``batch_size`` rows, one plain layer per computed layer.
+
+    Fresh per batch because the forward appends the suffix keys/values to it. Plain layers (no
+    sliding-window trimming) are exact here because the encoder only uses the cache while prefix +
+    suffix fit every window (see :func:`attention_span`); mask sizes are read from layer 0, which
+    always holds the prefix. ``expand`` is a view; the cache copies it once when it takes it in.
+    """
+    return DynamicCache([(k.expand(batch_size, -1, -1, -1), v.expand(batch_size, -1, -1, -1)) for k, v in prefix.layers])
