@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from tpembed.cli import app
 from tpembed.config import RunConfig, load_config_file, resolve_run_config
 from tpembed.encoder import Encoder
+from tpembed.evaluation import task_sentences
 from tpembed.models import prepare_model
 from tpembed.run import run_evaluation
 from tpembed.sweep import (
@@ -35,7 +36,7 @@ def tiny(tmp_path, monkeypatch):
 
 
 def _sweep(loaded, **kw):
-    return run_sweep(loaded, "prompteol", data_dir=DATA_DIR, limit=LIMIT, progress=False, **GRID, **kw)
+    return run_sweep(loaded, "prompteol", data_dir=DATA_DIR, limit=LIMIT, progress=False, **{**GRID, **kw})
 
 
 def test_a_sweep_cell_equals_a_separate_eval_exactly(tiny):
@@ -55,11 +56,9 @@ def test_a_sweep_cell_equals_a_separate_eval_exactly(tiny):
 
 def test_one_forward_pass_per_row_and_the_cache_resumes(tiny, monkeypatch):
     # forward calls one row costs: one encode of the same sentences at a single layer
-    probe = Encoder(tiny, config=_sweep_probe_config())
+    probe = Encoder(tiny, use_which_plan="tp", tp_starting_index=1, tp_exiting_index=2, batch_size=5)
     calls = []
     handle = tiny.model.register_forward_pre_hook(lambda *_: calls.append(1))
-    from tpembed.evaluation import task_sentences
-
     probe.encode(task_sentences(["STSBenchmark-dev"], DATA_DIR, LIMIT))
     handle.remove()
     per_row = len(calls)
@@ -85,12 +84,6 @@ def test_one_forward_pass_per_row_and_the_cache_resumes(tiny, monkeypatch):
     again = _sweep(tiny)
     assert again.forward_passes == 0 and again.encoded_rows == 0
     assert again.scores == resumed.scores
-
-
-def _sweep_probe_config():
-    from tpembed.config import EncoderConfig
-
-    return EncoderConfig(model="tiny-llama", use_which_plan="tp", tp_starting_index=1, tp_exiting_index=2, batch_size=5)
 
 
 def test_outputs_are_written_and_best_yaml_loads(tiny, tmp_path):
@@ -131,14 +124,9 @@ def test_layer_ranges_parse_and_bad_grids_are_refused():
 
 def test_sweep_refuses_a_bad_range_before_encoding(tiny):
     with pytest.raises(ValueError, match="out of range"):
-        _sweep_with(tiny, outputs=[4, 5])  # the tiny model has 4 layers
+        _sweep(tiny, outputs=[4, 5])  # the tiny model has 4 layers
     with pytest.raises(ValueError, match="exit must be"):
-        _sweep_with(tiny, exits=[1])
-
-
-def _sweep_with(loaded, **grid):
-    settings = {**GRID, **grid}
-    return run_sweep(loaded, "prompteol", data_dir=DATA_DIR, limit=LIMIT, progress=False, **settings)
+        _sweep(tiny, exits=[1])
 
 
 @pytest.mark.packaged

@@ -121,18 +121,15 @@ class SweepResult:
     def run_config(self, cell: tuple[int | None, int, float]) -> RunConfig:
         """The cell as a RunConfig for the 7 STS test tasks."""
         exit_layer, layer, _ = cell
-        plan = {"use_which_plan": "vanilla", "tp_starting_index": 0, "tp_exiting_index": 0}
-        if exit_layer is not None:
-            plan = {"use_which_plan": "tp", "tp_starting_index": self.tp_starting_index, "tp_exiting_index": exit_layer}
+        plan = _plan(self.tp_starting_index, exit_layer)
         return RunConfig(**{**self.base_settings, **plan, "output_layer": layer, "mode": "test", "task_set": "sts"})
 
 
-def _row_settings(base: dict[str, Any], start: int, exit_layer: int | None, first_output: int) -> EncoderConfig:
+def _plan(start: int, exit_layer: int | None) -> dict[str, Any]:
+    """The plan keys of one grid row (None = vanilla)."""
     if exit_layer is None:
-        plan = {"use_which_plan": "vanilla", "tp_starting_index": 0, "tp_exiting_index": 0}
-    else:
-        plan = {"use_which_plan": "tp", "tp_starting_index": start, "tp_exiting_index": exit_layer}
-    return EncoderConfig(**{**base, **plan, "output_layer": first_output})
+        return {"use_which_plan": "vanilla", "tp_starting_index": 0, "tp_exiting_index": 0}
+    return {"use_which_plan": "tp", "tp_starting_index": start, "tp_exiting_index": exit_layer}
 
 
 def run_sweep(
@@ -179,7 +176,8 @@ def run_sweep(
         for exit_layer in bar:
             label = "vanilla" if exit_layer is None else str(exit_layer)
             bar.set_postfix_str(f"TP [{tp_starting_index}, {exit_layer})" if exit_layer is not None else "vanilla")
-            encoder = Encoder(loaded, config=_row_settings(base, tp_starting_index, exit_layer, outputs[0]))
+            row_config = EncoderConfig(**{**base, **_plan(tp_starting_index, exit_layer), "output_layer": outputs[0]})
+            encoder = Encoder(loaded, config=row_config)
             before = forward_calls[0]
             vectors = _encode_row(encoder, sentences, outputs, use_cache, progress)
             encoded_rows += forward_calls[0] > before
