@@ -8,8 +8,8 @@ from joblib import parallel_backend
 
 from tpembed.evaluation import C_GRID, C_GRID_KFOLD, evaluate_transfer, score_transfer
 from tpembed.evaluation.data import TASKS, TransferData, TransferSplit
-from tpembed.evaluation.transfer import (ProbeConfig, cv_select_c, inner_kfold_probe,
-                                         kfold_probe, split_probe)
+from tpembed.evaluation.transfer import (DEFAULT_MAX_ITER, ProbeConfig, _fit_raw, cv_select_c,
+                                         inner_kfold_probe, kfold_probe, split_probe)
 
 
 def _blobs(n: int, dim: int, sep: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,6 +49,29 @@ def test_parallel_grid_matches_sequential():
     with parallel_backend("threading"):
         par = inner_kfold_probe(X, y, kfold=3, cfg=ProbeConfig(n_jobs=2))
     assert seq["fold_acc"] == par["fold_acc"] and seq["C"] == par["C"]
+
+
+def _ill_conditioned(n: int = 1000, dim: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    # Like raw LLM hidden states: column scales spread over 4 orders of magnitude, large offsets.
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, dim))
+    y = (X[:, :5].sum(axis=1) + rng.standard_normal(n) > 0).astype(int)
+    return X * np.geomspace(0.01, 300, dim) + 20 * rng.standard_normal(dim), y
+
+
+def test_probe_fits_reach_the_optimum_on_badly_scaled_features():
+    # SentEval's objective: C * sum(logistic loss) + |w|^2 / 2, intercept unpenalised. At the
+    # optimum its gradient vanishes whatever solver found it; lbfgs stops 1000 iterations short here.
+    X, y = _ill_conditioned()
+    for C in C_GRID:
+        clf, converged = _fit_raw(X, y, C, seed=0, max_iter=DEFAULT_MAX_ITER)
+        assert converged
+        w, b = clf.coef_[0], clf.intercept_[0]
+        residual = 1.0 / (1.0 + np.exp(-(X @ w + b))) - y
+        grad = np.append(C * X.T @ residual + w, C * residual.sum())
+        scale = np.append(C * np.abs(X).T @ np.abs(residual) + np.abs(w), C * np.abs(residual).sum())
+        assert np.max(np.abs(grad) / scale) < 1e-5, C
+    assert inner_kfold_probe(X, y, kfold=3)["not_converged"] == 0
 
 
 def test_cv_select_c_picks_the_best_grid_value():

@@ -14,6 +14,13 @@ Like SentEval: features are not standardised, examples are ordered by
 (length in tokens, label) before splitting, mean accuracies are rounded to 2 decimals
 before the argmax over C (first maximum = smallest C wins ties), and per-fold test
 accuracies are rounded to 2 decimals.
+
+Solver: every fit minimises SentEval's objective (L2-penalised logistic loss, unpenalised
+intercept, C as above). The default solver is "newton-cholesky", not lbfgs: raw LLM
+hidden states are badly conditioned (a few dimensions are 10-100x the others), so lbfgs
+stops at its iteration cap short of the optimum (SmolLM2 features: 1000 iterations,
+~6 s per fit, still not converged), while a few Newton steps reach it (~0.6 s). With
+576-1152 features the Hessian is small, so Newton is cheap here.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ C_GRID: tuple[float, ...] = tuple(2.0 ** t for t in range(-2, 4))
 C_GRID_KFOLD: tuple[float, ...] = tuple(2.0 ** t for t in range(-1, 6))
 """KFoldClassifier grid (SentEval, sklearn branch) -- used for TREC and MRPC."""
 DEFAULT_MAX_ITER = 1000
+DEFAULT_SOLVER = "newton-cholesky"
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class ProbeConfig:
     max_iter: int = DEFAULT_MAX_ITER
     progress: bool = False
     n_jobs: int | None = None  # joblib workers for the C x fold grid (None = 1)
+    solver: str = DEFAULT_SOLVER
 
 
 class _FitCounter:
@@ -61,10 +70,10 @@ class _FitCounter:
         self.not_converged = 0
 
 
-def _fit_raw(X: np.ndarray, y: np.ndarray, C: float, seed: int,
-             max_iter: int) -> tuple[LogisticRegression, bool]:
+def _fit_raw(X: np.ndarray, y: np.ndarray, C: float, seed: int, max_iter: int,
+             solver: str = DEFAULT_SOLVER) -> tuple[LogisticRegression, bool]:
     """Fit one LR; returns (model, converged)."""
-    clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+    clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed, solver=solver)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         clf.fit(X, y)
@@ -73,15 +82,15 @@ def _fit_raw(X: np.ndarray, y: np.ndarray, C: float, seed: int,
 
 def _fit(X: np.ndarray, y: np.ndarray, C: float, cfg: ProbeConfig,
          counter: _FitCounter) -> LogisticRegression:
-    clf, ok = _fit_raw(X, y, C, cfg.seed, cfg.max_iter)
+    clf, ok = _fit_raw(X, y, C, cfg.seed, cfg.max_iter, cfg.solver)
     counter.fits += 1
     counter.not_converged += not ok
     return clf
 
 
 def _fold_acc(X: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.ndarray, C: float,
-              seed: int, max_iter: int) -> tuple[float, bool]:
-    clf, ok = _fit_raw(X[tr], y[tr], C, seed, max_iter)
+              seed: int, max_iter: int, solver: str) -> tuple[float, bool]:
+    clf, ok = _fit_raw(X[tr], y[tr], C, seed, max_iter, solver)
     return _acc100(clf, X[te], y[te]), ok
 
 
@@ -103,7 +112,7 @@ def cv_select_c(X: np.ndarray, y: np.ndarray, c_grid: Sequence[float], kfold: in
     folds = list(_skf(kfold, cfg.seed).split(X, y))
     jobs = [(C, tr, te) for C in c_grid for tr, te in folds]
     out = Parallel(n_jobs=cfg.n_jobs)(
-        delayed(_fold_acc)(X, y, tr, te, C, cfg.seed, cfg.max_iter) for C, tr, te in jobs)
+        delayed(_fold_acc)(X, y, tr, te, C, cfg.seed, cfg.max_iter, cfg.solver) for C, tr, te in jobs)
     counter.fits += len(out)
     counter.not_converged += sum(not ok for _, ok in out)
     accs = np.array([a for a, _ in out]).reshape(len(c_grid), len(folds))
@@ -210,7 +219,7 @@ def score_transfer(data: TransferData, lookup: Lookup, kfold: int = 10, seed: in
     else:
         raise ValueError(f"{spec.name}: unknown transfer protocol {spec.protocol!r}")
     res.update(score=float(res["acc"]), task=spec.name, protocol=spec.protocol,
-               n=data.counts(), seed=seed)
+               n=data.counts(), seed=seed, solver=cfg.solver)
     return res
 
 
