@@ -63,10 +63,11 @@ def test_probe_fits_reach_the_optimum_on_badly_scaled_features():
     # SentEval's objective: C * sum(logistic loss) + |w|^2 / 2, intercept unpenalised. At the
     # optimum its gradient vanishes whatever solver found it; lbfgs stops 1000 iterations short here.
     X, y = _ill_conditioned()
-    for C in C_GRID:
-        clf, converged = _fit_raw(X, y, C, seed=0, max_iter=DEFAULT_MAX_ITER)
+    # embeddings arrive as float32; the fit must still reach the float64 optimum
+    for C, X_in in [(C, X) for C in C_GRID] + [(8.0, X.astype(np.float32))]:
+        clf, converged = _fit_raw(X_in, y, C, seed=0, max_iter=DEFAULT_MAX_ITER)
         assert converged
-        w, b = clf.coef_[0], clf.intercept_[0]
+        w, b = clf.coef_[0].astype(np.float64), float(clf.intercept_[0])
         residual = 1.0 / (1.0 + np.exp(-(X @ w + b))) - y
         grad = np.append(C * X.T @ residual + w, C * residual.sum())
         scale = np.append(C * np.abs(X).T @ np.abs(residual) + np.abs(w), C * np.abs(residual).sum())

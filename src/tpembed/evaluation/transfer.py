@@ -73,6 +73,9 @@ class _FitCounter:
 def _fit_raw(X: np.ndarray, y: np.ndarray, C: float, seed: int, max_iter: int,
              solver: str = DEFAULT_SOLVER) -> tuple[LogisticRegression, bool]:
     """Fit one LR; returns (model, converged)."""
+    # float64 as in SentEval's day: recent scikit-learn keeps float32 input in float32, where
+    # the Newton Hessian of raw hidden states is too ill-conditioned and it falls back to lbfgs.
+    X = np.asarray(X, dtype=np.float64)
     clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed, solver=solver)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
@@ -187,10 +190,10 @@ def features(split: TransferSplit, lookup: Lookup) -> tuple[np.ndarray, np.ndarr
     """(X, y) for a split in SentEval order; pairs give concat(|u-v|, u*v)."""
     order = _senteval_order(split)
     y = split.labels[order]
-    u = lookup([split.text[i] for i in order])
+    u = np.asarray(lookup([split.text[i] for i in order]), dtype=np.float64)
     if split.text_b is None:
         return u, y
-    v = lookup([split.text_b[i] for i in order])
+    v = np.asarray(lookup([split.text_b[i] for i in order]), dtype=np.float64)
     return np.concatenate([np.abs(u - v), u * v], axis=1), y
 
 
