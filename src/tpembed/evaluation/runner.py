@@ -14,7 +14,7 @@ from ._embeddings import EncodeFn, encode_unique, unique
 from .data import (STS_TASKS, TRANSFER_TASKS, STSData, TaskData, get_spec, load_task,
                    resolve_data_dir)
 from .sts import score_sts
-from .transfer import DEFAULT_MAX_ITER, DEFAULT_SOLVER, score_transfer
+from .transfer import DEFAULT_MAX_ITER, score_transfer
 
 Mode = Literal["test", "dev", "fasttest"]
 TaskSet = Literal["sts", "transfer", "full", "stsb"]
@@ -111,5 +111,5 @@ def evaluate(tasks: Sequence[str], data_dir: str | os.PathLike[str] | None,
     meta = {"mode": mode, "kfold": kfold, "seed": seed, "limit": limit, "tasks": names,
             "data_dir": str(root), "n_unique_sentences": len(sentences), "dim": table.dim,
             "n_nonfinite_embeddings": table.n_nonfinite, "encode_seconds": encode_s,
-            "score_seconds": time.perf_counter() - t1, "max_iter": max_iter, "probe_solver": DEFAULT_SOLVER}
+            "score_seconds": time.perf_counter() - t1, "max_iter": max_iter}
     return {"scores": scores, "details": details, "meta": meta}

@@ -18,9 +18,10 @@ accuracies are rounded to 2 decimals.
 Solver: every fit minimises SentEval's objective (L2-penalised logistic loss, unpenalised
 intercept, C as above). The default solver is "newton-cholesky", not lbfgs: raw LLM
 hidden states are badly conditioned (a few dimensions are 10-100x the others), so lbfgs
-stops at its iteration cap short of the optimum (SmolLM2 features: 1000 iterations,
-~6 s per fit, still not converged), while a few Newton steps reach it (~0.6 s). With
-576-1152 features the Hessian is small, so Newton is cheap here.
+stops at its iteration cap short of the optimum, while a few Newton steps reach it
+(tests/evaluation/test_eval_transfer.py checks the optimum on such features). With
+576-1152 features a binary task's Hessian is small, so Newton is cheap; multiclass TREC
+(6 x 577 parameters) is the slow case.
 """
 
 from __future__ import annotations
@@ -190,10 +191,10 @@ def features(split: TransferSplit, lookup: Lookup) -> tuple[np.ndarray, np.ndarr
     """(X, y) for a split in SentEval order; pairs give concat(|u-v|, u*v)."""
     order = _senteval_order(split)
     y = split.labels[order]
-    u = np.asarray(lookup([split.text[i] for i in order]), dtype=np.float64)
+    u = lookup([split.text[i] for i in order])
     if split.text_b is None:
         return u, y
-    v = np.asarray(lookup([split.text_b[i] for i in order]), dtype=np.float64)
+    v = lookup([split.text_b[i] for i in order])
     return np.concatenate([np.abs(u - v), u * v], axis=1), y
 
 
