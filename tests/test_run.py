@@ -80,3 +80,31 @@ def test_run_end_to_end_on_a_small_slice(tmp_path, monkeypatch):
     assert again.exit_code == 0
     assert json.loads(out.read_text())["scores"] == doc["scores"]
     assert "encoding" not in again.output  # nothing left to encode
+
+
+@pytest.mark.packaged
+def test_probe_jobs_reach_the_probe_and_leave_scores_unchanged(tmp_path, monkeypatch):
+    import tpembed.evaluation.runner as runner
+
+    monkeypatch.setenv("TPEMBED_CACHE", str(tmp_path / "cache"))
+    seen: list = []
+    real = runner.score_transfer
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["n_jobs"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "score_transfer", spy)
+    scores = {}
+    for jobs in ("2", "1"):
+        out = tmp_path / f"jobs{jobs}.json"
+        args = ["eval", "--task-set", "transfer", "--mode", "fasttest", "--data", str(DATA_DIR), "--limit", "40",
+                "--probe-jobs", jobs, "-o", str(out)]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        doc = json.loads(out.read_text())
+        scores[jobs] = doc["scores"]
+        assert all(doc["details"][t]["seconds"] > 0 for t in ("MR", "TREC", "MRPC"))
+    assert seen == [2] * 7 + [1] * 7
+    assert scores["2"] == scores["1"] and set(scores["1"]) >= {"MR", "TREC", "MRPC", "TransferAvg"}
+    assert CliRunner().invoke(app, ["eval", "--probe-jobs", "0"]).exit_code == 2

@@ -30,7 +30,10 @@ def encoder_options(func):
     The options are derived from the config model, so the CLI, YAML and Python keys never drift.
     """
     signature = inspect.signature(func)
-    params = [p for p in signature.parameters.values() if p.name != "settings"]
+    # resolve the string annotations (PEP 563) here: typer would see the wrapper's, without the
+    # Annotated option metadata (help, short names, bounds)
+    hints = typing.get_type_hints(func, include_extras=True)
+    params = [p.replace(annotation=hints[p.name]) for p in signature.parameters.values() if p.name != "settings"]
     for name, field in EncoderConfig.model_fields.items():
         choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is typing.Literal else ()
         help_text = field.description or ""
@@ -107,12 +110,20 @@ def _report(result: dict[str, Any], output: Path | None) -> None:
 
 
 def _evaluate(
-    run_config: Any, data: Path | None, name: str | None, limit: int | None, output: Path | None, cache: bool
+    run_config: Any,
+    data: Path | None,
+    name: str | None,
+    limit: int | None,
+    output: Path | None,
+    cache: bool,
+    probe_jobs: int,
 ) -> None:
     from .run import run_evaluation
 
     try:
-        result = run_evaluation(run_config, data, name=name, limit=limit, output=output, use_cache=cache)
+        result = run_evaluation(
+            run_config, data, name=name, limit=limit, output=output, use_cache=cache, probe_jobs=probe_jobs
+        )
     except (ValueError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
@@ -125,6 +136,12 @@ DataOption = Annotated[
 LimitOption = Annotated[Optional[int], typer.Option("--limit", help="first N pairs/examples per task (smoke runs)")]
 OutputOption = Annotated[Optional[Path], typer.Option("--output", "-o", help="write results as JSON")]
 CacheOption = Annotated[bool, typer.Option("--cache/--no-cache", help="reuse embeddings cached on disk")]
+ProbeJobsOption = Annotated[
+    int,
+    typer.Option(
+        "--probe-jobs", min=1, help="worker processes for the transfer probe's C x fold fits (scores do not change)"
+    ),
+]
 
 
 @app.command()
@@ -136,6 +153,7 @@ def run(
     limit: LimitOption = None,
     output: OutputOption = None,
     cache: CacheOption = True,
+    probe_jobs: ProbeJobsOption = 1,
 ) -> None:
     """Evaluate a named configuration (the paper's interface) and print the paper-style table."""
     from .config import default_config_path, load_config_file, parse_overrides, resolve_run_config
@@ -149,7 +167,7 @@ def run(
         raise typer.Exit(2) from None
     if gpu and gpu.cuda_visible_devices is not None and "CUDA_VISIBLE_DEVICES" not in os.environ:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu.cuda_visible_devices  # as the paper's run.sh does
-    _evaluate(run_config, data, name, limit, output, cache)
+    _evaluate(run_config, data, name, limit, output, cache, probe_jobs)
 
 
 @app.command("eval")
@@ -161,6 +179,7 @@ def eval_(
     limit: LimitOption = None,
     output: OutputOption = None,
     cache: CacheOption = True,
+    probe_jobs: ProbeJobsOption = 1,
     settings: dict[str, Any] | None = None,
 ) -> None:
     """Evaluate encoder settings given as options (no YAML file needed)."""
@@ -170,7 +189,7 @@ def eval_(
         run_config = RunConfig(**(settings or {}), mode=mode, task_set=task_set)
     except ValidationError as err:
         raise typer.BadParameter(str(err)) from None
-    _evaluate(run_config, data, None, limit, output, cache)
+    _evaluate(run_config, data, None, limit, output, cache, probe_jobs)
 
 
 @app.command()

@@ -64,8 +64,13 @@ def run_evaluation(
     use_cache: bool = True,
     loaded: LoadedModel | None = None,
     progress: bool = True,
+    probe_jobs: int | None = None,
 ) -> dict[str, Any]:
-    """Evaluate one configuration; print the paper-style table(s); write JSON when ``output``."""
+    """Evaluate one configuration; print the paper-style table(s); write JSON when ``output``.
+
+    ``probe_jobs`` runs the transfer probe's C x fold fits in that many worker processes
+    (the fits are deterministic, so the scores do not depend on it).
+    """
     start = time.perf_counter()
     encoder_settings = {k: v for k, v in config.model_dump().items() if k in EncoderConfig.model_fields}
     encoder = Encoder(loaded, config=EncoderConfig(**encoder_settings)) if loaded else Encoder(
@@ -83,7 +88,8 @@ def run_evaluation(
         encode_fn = cached(encode, EmbeddingCache(default_cache_dir() / "embeddings", namespace))
     tasks = tasks_for(config.task_set, config.mode)
     data_dir = data_dir or default_data_dir()
-    result = evaluate(tasks, data_dir, encode_fn, mode=config.mode, limit=limit, seed=config.seed, progress=progress)
+    result = evaluate(tasks, data_dir, encode_fn, mode=config.mode, limit=limit, seed=config.seed, progress=progress,
+                      n_jobs=probe_jobs)
     wall = time.perf_counter() - start
     extra = {
         "name": name,

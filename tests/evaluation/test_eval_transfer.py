@@ -67,12 +67,32 @@ def test_probe_fits_reach_the_optimum_on_badly_scaled_features():
     for C, X_in in [(C, X) for C in C_GRID] + [(8.0, X.astype(np.float32))]:
         clf, converged = _fit_raw(X_in, y, C, seed=0, max_iter=DEFAULT_MAX_ITER)
         assert converged
-        w, b = clf.coef_[0].astype(np.float64), float(clf.intercept_[0])
-        residual = 1.0 / (1.0 + np.exp(-(X @ w + b))) - y
-        grad = np.append(C * X.T @ residual + w, C * residual.sum())
-        scale = np.append(C * np.abs(X).T @ np.abs(residual) + np.abs(w), C * np.abs(residual).sum())
-        assert np.max(np.abs(grad) / scale) < 1e-5, C
+        assert _relative_gradient(X, y, C, clf.coef_[0], clf.intercept_[0]) < 1e-5, C
     assert inner_kfold_probe(X, y, kfold=3)["not_converged"] == 0
+
+
+def _relative_gradient(X: np.ndarray, y: np.ndarray, C: float, w: np.ndarray, b: float) -> float:
+    """Largest |gradient| of C * sum(logistic loss) + |w|^2 / 2 (intercept unpenalised), relative."""
+    w, b = np.asarray(w, dtype=np.float64), float(b)
+    residual = 1.0 / (1.0 + np.exp(-(X @ w + b))) - y
+    grad = np.append(C * X.T @ residual + w, C * residual.sum())
+    scale = np.append(C * np.abs(X).T @ np.abs(residual) + np.abs(w), C * np.abs(residual).sum())
+    return float(np.max(np.abs(grad) / scale))
+
+
+def test_multiclass_probe_is_one_vs_rest_at_each_optimum():
+    # TREC's probe: one binary problem per class (SentEval's sklearn default of its day), each
+    # at its own optimum, predicting the class with the largest decision value.
+    X, _ = _ill_conditioned(n=900, dim=30, seed=4)
+    big4 = X[:, -4:]  # the largest-scale columns: a small C still separates them
+    y = np.argmax((big4 - big4.mean(axis=0)) / big4.std(axis=0), axis=1)  # 4 classes
+    clf, converged = _fit_raw(X.astype(np.float32), y, 2.0, seed=0, max_iter=DEFAULT_MAX_ITER)
+    assert converged and len(clf.estimators_) == 4
+    scores = np.column_stack([est.decision_function(X) for est in clf.estimators_])
+    for k, est in enumerate(clf.estimators_):
+        assert _relative_gradient(X, (y == k).astype(float), 2.0, est.coef_[0], est.intercept_[0]) < 1e-5, k
+    np.testing.assert_array_equal(clf.predict(X), np.argmax(scores, axis=1))
+    assert 100 * np.mean(clf.predict(X) == y) > 90
 
 
 def test_cv_select_c_picks_the_best_grid_value():

@@ -92,6 +92,7 @@ def evaluate(tasks: Sequence[str], data_dir: str | os.PathLike[str] | None,
     bar = tqdm(loaded.items(), desc="scoring", disable=not progress)
     for name, data in bar:
         bar.set_postfix_str(name)
+        task_start = time.perf_counter()
         if isinstance(data, STSData):
             res = score_sts(data, table)
         else:
@@ -99,6 +100,7 @@ def evaluate(tasks: Sequence[str], data_dir: str | os.PathLike[str] | None,
                                  progress=progress, n_jobs=n_jobs)
             if mode == "dev":
                 res["score"] = float(res["devacc"])
+        res["seconds"] = time.perf_counter() - task_start
         details[name] = res
         scores[name] = float(res["score"])
 

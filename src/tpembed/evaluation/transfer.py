@@ -15,13 +15,16 @@ Like SentEval: features are not standardised, examples are ordered by
 before the argmax over C (first maximum = smallest C wins ties), and per-fold test
 accuracies are rounded to 2 decimals.
 
-Solver: every fit minimises SentEval's objective (L2-penalised logistic loss, unpenalised
-intercept, C as above). The default solver is "newton-cholesky", not lbfgs: raw LLM
-hidden states are badly conditioned (a few dimensions are 10-100x the others), so lbfgs
-stops at its iteration cap short of the optimum, while a few Newton steps reach it
-(tests/evaluation/test_eval_transfer.py checks the optimum on such features). With
-576-1152 features a binary task's Hessian is small, so Newton is cheap; multiclass TREC
-(6 x 577 parameters) is the slow case.
+Solver: every fit minimises an L2-penalised logistic loss (unpenalised intercept, C as
+above) to its optimum. The default solver is "newton-cholesky", not lbfgs: raw LLM hidden
+states are badly conditioned (a few dimensions are 10-100x the others), so lbfgs stops at
+its iteration cap short of the optimum, while a few Newton steps reach it
+(tests/evaluation/test_eval_transfer.py checks the optimum on such features).
+
+Multiclass (TREC, 6 classes) is one-vs-rest, as SentEval's ``LogisticRegression(C=...)``
+was with the scikit-learn of its day (``multi_class="ovr"`` was the default before 0.22).
+It also keeps Newton affordable: each binary Hessian is (d+1)^2, where the multinomial one
+is (6(d+1))^2 -- 4.8 GB for a 4096-dim Llama hidden state.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
+from sklearn.multiclass import OneVsRestClassifier
 from tqdm.auto import tqdm
 
 from ._embeddings import EncodeFn, encode_unique
@@ -71,13 +75,18 @@ class _FitCounter:
         self.not_converged = 0
 
 
+Probe = LogisticRegression | OneVsRestClassifier
+
+
 def _fit_raw(X: np.ndarray, y: np.ndarray, C: float, seed: int, max_iter: int,
-             solver: str = DEFAULT_SOLVER) -> tuple[LogisticRegression, bool]:
-    """Fit one LR; returns (model, converged)."""
+             solver: str = DEFAULT_SOLVER) -> tuple[Probe, bool]:
+    """Fit one LR (one-vs-rest for more than two classes); returns (model, converged)."""
     # float64 as in SentEval's day: recent scikit-learn keeps float32 input in float32, where
     # the Newton Hessian of raw hidden states is too ill-conditioned and it falls back to lbfgs.
     X = np.asarray(X, dtype=np.float64)
-    clf = LogisticRegression(C=C, max_iter=max_iter, random_state=seed, solver=solver)
+    clf: Probe = LogisticRegression(C=C, max_iter=max_iter, random_state=seed, solver=solver)
+    if np.unique(y).size > 2:
+        clf = OneVsRestClassifier(clf)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         clf.fit(X, y)
@@ -85,7 +94,7 @@ def _fit_raw(X: np.ndarray, y: np.ndarray, C: float, seed: int, max_iter: int,
 
 
 def _fit(X: np.ndarray, y: np.ndarray, C: float, cfg: ProbeConfig,
-         counter: _FitCounter) -> LogisticRegression:
+         counter: _FitCounter) -> Probe:
     clf, ok = _fit_raw(X, y, C, cfg.seed, cfg.max_iter, cfg.solver)
     counter.fits += 1
     counter.not_converged += not ok
@@ -98,7 +107,7 @@ def _fold_acc(X: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.ndarray, C: f
     return _acc100(clf, X[te], y[te]), ok
 
 
-def _acc100(clf: LogisticRegression, X: np.ndarray, y: np.ndarray) -> float:
+def _acc100(clf: Probe, X: np.ndarray, y: np.ndarray) -> float:
     return 100.0 * float(clf.score(X, y))
 
 
