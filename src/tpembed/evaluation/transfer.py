@@ -15,10 +15,11 @@ Like SentEval: features are not standardised, examples are ordered by
 before the argmax over C (first maximum = smallest C wins ties), and per-fold test
 accuracies are rounded to 2 decimals.
 
-Solver: every fit minimises an L2-penalised logistic loss (unpenalised intercept, C as
-above) to its optimum. The default solver is "newton-cholesky", not lbfgs: raw LLM hidden
-states are badly conditioned (a few dimensions are 10-100x the others), so lbfgs stops at
-its iteration cap short of the optimum, while a few Newton steps reach it
+Solver: every fit minimises an L2-penalised logistic loss (C as above; the intercept is
+not penalised, as in scikit-learn since 0.22 -- SentEval's liblinear penalised it) to its
+optimum. The default solver is "newton-cholesky", not lbfgs: raw LLM hidden states are badly
+conditioned (a few dimensions are 10-100x the others), so lbfgs stops at its iteration cap
+short of the optimum, while a few Newton steps reach it
 (tests/evaluation/test_eval_transfer.py checks the optimum on such features).
 
 Multiclass (TREC, 6 classes) is one-vs-rest, as SentEval's ``LogisticRegression(C=...)``
