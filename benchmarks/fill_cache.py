@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from tpembed import Encoder, load_model
-from tpembed.config import EncoderConfig, default_config_path, parse_overrides, resolve_run_config
+from tpembed.config import default_config_path, parse_overrides, resolve_run_config
 from tpembed.evaluation import task_sentences, tasks_for
 from tpembed.run import default_data_dir
 from tpembed.sweep import _encode_row
@@ -51,11 +51,10 @@ def main() -> None:
     args = parser.parse_args()
 
     config = resolve_run_config(args.config or default_config_path(), args.name, parse_overrides(args.overrides))
-    settings = {k: v for k, v in config.model_dump().items() if k in EncoderConfig.model_fields}
     data_dir = args.data or default_data_dir()
     sentences = task_sentences(tasks_for(config.task_set, config.mode), data_dir, args.limit)
     loaded = load_model(config.model, device=config.device, dtype=config.dtype)
-    encoder = Encoder(loaded, config=EncoderConfig(**settings))
+    encoder = Encoder(loaded, config=config.encoder_config())
     if args.claims is not None:
         args.claims.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

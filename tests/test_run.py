@@ -9,7 +9,7 @@ from conftest import DATA_DIR
 from typer.testing import CliRunner
 
 from tpembed.cli import app
-from tpembed.config import default_config_path, load_config_file, parse_overrides, resolve_run_config
+from tpembed.config import EncoderConfig, default_config_path, load_config_file, parse_overrides, resolve_run_config
 
 PAPER_ENTRIES = ["llama-2-7b", "llama-2-7b-tp", "llama-2-13b-tp", "llama-3-8b-tp", "qwen2-7b-tp", "gemma2-9b-tp"]
 
@@ -49,7 +49,11 @@ def test_bad_configs_give_clear_errors(tmp_path):
         resolve_run_config(good, "zzz")
     with pytest.raises(ValueError, match="tp_exiting_index"):
         resolve_run_config(good, "a", {"tp_starting_index": 5, "tp_exiting_index": 2})
-    assert resolve_run_config(good, "a", parse_overrides(["batch_size=3", "max_length=null"])).batch_size == 3
+    run_config = resolve_run_config(good, "a", parse_overrides(["batch_size=3", "max_length=null"]))
+    assert run_config.batch_size == 3
+    encoder_config = run_config.encoder_config()  # what the Encoder gets: everything but what to evaluate
+    assert type(encoder_config) is EncoderConfig
+    assert encoder_config.model_dump() == run_config.model_dump(exclude={"mode", "task_set"})
     with pytest.raises(ValueError, match="key=value"):
         parse_overrides(["batch_size"])
 

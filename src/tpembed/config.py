@@ -63,6 +63,10 @@ class RunConfig(EncoderConfig):
     mode: Literal["dev", "test", "fasttest"] = Field("test", description="dev: STS-B dev / 5 folds; fasttest: 5 folds")
     task_set: Literal["sts", "transfer", "full", "stsb"] = Field("sts", description="which SentEval tasks")
 
+    def encoder_config(self) -> EncoderConfig:
+        """The encoder settings alone (without what to evaluate)."""
+        return EncoderConfig(**self.model_dump(include=set(EncoderConfig.model_fields)))
+
 
 class GpuConfig(BaseModel):
     """The paper's gpu_config block (CUDA_VISIBLE_DEVICES is set from it before loading)."""

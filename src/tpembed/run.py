@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .cache import EmbeddingCache, cached
-from .config import EncoderConfig, RunConfig
+from .config import RunConfig
 from .encoder import Encoder
 from .evaluation import evaluate, format_table, library_versions, tasks_for, write_json
 from .models import LoadedModel, default_cache_dir
@@ -72,10 +72,7 @@ def run_evaluation(
     (the fits are deterministic, so the scores do not depend on it).
     """
     start = time.perf_counter()
-    encoder_settings = {k: v for k, v in config.model_dump().items() if k in EncoderConfig.model_fields}
-    encoder = Encoder(loaded, config=EncoderConfig(**encoder_settings)) if loaded else Encoder(
-        config=EncoderConfig(**encoder_settings)
-    )
+    encoder = Encoder(loaded, config=config.encoder_config()) if loaded else Encoder(config=config.encoder_config())
 
     def encode(sentences: list[str]) -> np.ndarray:
         return encoder.encode(sentences, show_progress_bar=progress)
