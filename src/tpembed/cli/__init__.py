@@ -1,0 +1,9 @@
+"""The ``tpembed`` command line (typer). Commands stay thin: parse, check, call the library.
+
+Each command is one module here; importing them registers them on :data:`app`.
+"""
+
+from ._app import app
+from . import data, encode, evaluate, sweep  # noqa: E402,F401  (register the commands)
+
+__all__ = ["app"]

@@ -1,0 +1,44 @@
+"""``tpembed encode``: embed a few sentences, print their cosine similarities, optionally save them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import numpy as np
+import typer
+
+from ._app import app
+from ._common import build_config, check_output_file, encoder_options, user_errors
+
+
+@app.command()
+@encoder_options
+def encode(
+    sentences: Annotated[list[str], typer.Argument(help="sentences to embed")],
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="save the embeddings as .npy (the suffix is added)")
+    ] = None,
+    normalize: Annotated[bool, typer.Option(help="L2-normalise the embeddings")] = False,
+    settings: dict[str, Any] | None = None,
+) -> None:
+    """Embed sentences; print the shape and the pairwise cosine similarity matrix."""
+    from ..encoder import Encoder
+
+    config = build_config(settings or {})
+    with user_errors():
+        target = check_output_file(output, suffix=".npy") if output is not None else None
+        encoder = Encoder(config=config)
+        vectors = encoder.encode(sentences, normalize_embeddings=normalize)
+    typer.echo(f"embeddings: {vectors.shape[0]} x {vectors.shape[1]} (float32)")
+    sim = encoder.similarity(vectors, vectors)
+    width = max(len(str(len(sentences))), 2)
+    typer.echo("cosine similarity:")
+    typer.echo(" " * (width + 1) + " ".join(f"{j:>6d}" for j in range(len(sentences))))
+    for i, row in enumerate(sim):
+        typer.echo(f"{i:>{width}d} " + " ".join(f"{x:6.3f}" for x in row) + f"  {sentences[i][:60]}")
+    if target is not None:
+        with user_errors():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            np.save(target, vectors)
+        typer.echo(f"saved {target}")

@@ -1,0 +1,107 @@
+"""``tpembed run`` (a named config, the paper's interface) and ``tpembed eval`` (settings as options)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ._app import app
+from ._common import check_output_file, encoder_options, fail, user_errors
+
+DataOption = Annotated[
+    Optional[Path], typer.Option("--data", help="SentEval data folder (default: $TPEMBED_DATA or ../shared/senteval)")
+]
+LimitOption = Annotated[
+    Optional[int], typer.Option("--limit", min=1, help="first N pairs/examples per task (smoke runs)")
+]
+OutputOption = Annotated[Optional[Path], typer.Option("--output", "-o", help="write results as JSON")]
+CacheOption = Annotated[bool, typer.Option("--cache/--no-cache", help="reuse embeddings cached on disk")]
+ProbeJobsOption = Annotated[
+    int,
+    typer.Option(
+        "--probe-jobs", min=1, help="worker processes for the transfer probe's C x fold fits (scores do not change)"
+    ),
+]
+
+
+def _report(result: dict[str, Any], output: Path | None) -> None:
+    from ..run import print_tables
+
+    typer.echo(print_tables(result["scores"]))
+    meta = result["meta"]
+    typer.echo(
+        f"{meta['n_unique_sentences']} distinct sentences, encoded in {meta['encode_seconds']:.1f} s; "
+        f"wall time {result['wall_seconds']:.1f} s"
+    )
+    if output is not None:
+        typer.echo(f"results written to {output}")
+
+
+def _evaluate(
+    run_config: Any,
+    data: Path | None,
+    name: str | None,
+    limit: int | None,
+    output: Path | None,
+    cache: bool,
+    probe_jobs: int,
+) -> None:
+    from ..run import run_evaluation
+
+    with user_errors():
+        if output is not None:
+            output = check_output_file(output)
+        result = run_evaluation(
+            run_config, data, name=name, limit=limit, output=output, use_cache=cache, probe_jobs=probe_jobs
+        )
+    _report(result, output)
+
+
+@app.command()
+def run(
+    name: Annotated[Optional[str], typer.Argument(help="entry of the config file (default: its default_config)")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of named configs")] = None,
+    data: DataOption = None,
+    set_: Annotated[list[str], typer.Option("--set", help="override a key: --set tp_exiting_index=5")] = [],  # noqa: B006
+    limit: LimitOption = None,
+    output: OutputOption = None,
+    cache: CacheOption = True,
+    probe_jobs: ProbeJobsOption = 1,
+) -> None:
+    """Evaluate a named configuration (the paper's interface) and print the paper-style table."""
+    from ..config import default_config_path, load_config_file, parse_overrides, resolve_run_config
+
+    path = config or default_config_path()
+    with user_errors():
+        run_config = resolve_run_config(path, name, parse_overrides(set_))
+        gpu = load_config_file(path).gpu_config
+    if gpu and gpu.cuda_visible_devices is not None and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu.cuda_visible_devices  # as the paper's run.sh does
+    _evaluate(run_config, data, name, limit, output, cache, probe_jobs)
+
+
+@app.command("eval")
+@encoder_options
+def eval_(
+    mode: Annotated[str, typer.Option(help="test | dev | fasttest")] = "test",
+    task_set: Annotated[str, typer.Option(help="sts | transfer | full | stsb")] = "sts",
+    data: DataOption = None,
+    limit: LimitOption = None,
+    output: OutputOption = None,
+    cache: CacheOption = True,
+    probe_jobs: ProbeJobsOption = 1,
+    settings: dict[str, Any] | None = None,
+) -> None:
+    """Evaluate encoder settings given as options (no YAML file needed)."""
+    from pydantic import ValidationError
+
+    from ..config import RunConfig
+
+    try:
+        run_config = RunConfig(**(settings or {}), mode=mode, task_set=task_set)
+    except ValidationError as err:
+        fail(err)
+    _evaluate(run_config, data, None, limit, output, cache, probe_jobs)
