@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import nullcontext
 from typing import Any
 
@@ -32,16 +34,77 @@ _NO_LIMIT = 1_000_000_000
 
 
 def _validate_sentences(sentences: str | Sequence[str]) -> list[str]:
+    """The sentences as a list of valid text, or a ValueError that names the bad value."""
     if isinstance(sentences, str):
-        return [sentences]
-    if not isinstance(sentences, Sequence) and not hasattr(sentences, "__iter__"):
-        raise ValueError(f"sentences must be a string or a list of strings, got {type(sentences).__name__}")
-    items = list(sentences)
+        items = [sentences]
+    elif isinstance(sentences, (bytes, bytearray, memoryview)):
+        raise ValueError(
+            f"sentences must be text (a str or a list of str), got {type(sentences).__name__}; "
+            "decode it first, e.g. data.decode('utf-8')"
+        )
+    elif isinstance(sentences, (Mapping, AbstractSet)):
+        raise ValueError(
+            f"sentences must be a str or an ordered sequence of str (list, tuple, array), got a "
+            f"{type(sentences).__name__}: it has no defined order, so the vectors could not be matched to it"
+        )
+    elif isinstance(sentences, np.ndarray):
+        if sentences.ndim != 1:
+            raise ValueError(f"an array of sentences must be 1-D, got shape {sentences.shape}")
+        items = sentences.tolist()
+    else:
+        try:
+            items = list(sentences)
+        except TypeError:
+            raise ValueError(
+                f"sentences must be a str or a list of str, got {type(sentences).__name__}"
+            ) from None
     bad = [(i, type(s).__name__) for i, s in enumerate(items) if not isinstance(s, str)]
     if bad:
         i, kind = bad[0]
         raise ValueError(f"every sentence must be a str; item {i} is {kind} ({len(bad)} such items)")
+    for i, s in enumerate(items):
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ValueError(
+                f"sentence {i} is not valid Unicode text: it holds a lone surrogate {s[err.start]!r} at "
+                f"character {err.start} (text decoded with errors='surrogateescape'?); fix or drop it"
+            ) from None
     return items
+
+
+def _check_batch_size(batch_size: int | None, default: int) -> int:
+    """None means the configured default; anything else must be a positive int."""
+    if batch_size is None:
+        return default
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive int (or None for the default {default}), got {batch_size!r}")
+    return int(batch_size)
+
+
+def _warn_about_odd_settings(config: EncoderConfig, output_index: int, use_tp: bool) -> None:
+    """Warn about legal settings that are almost surely mistakes."""
+    if output_index == 0:
+        warnings.warn(
+            f"output_layer={config.output_layer} is hidden_states[0], the input embedding of the prompt's "
+            "last token: the same vector for every sentence. Use a later layer (e.g. -1)",
+            UserWarning,
+            stacklevel=3,
+        )
+    elif use_tp and config.tp_exiting_index == config.tp_starting_index:
+        warnings.warn(
+            f"the TP range [{config.tp_starting_index}, {config.tp_exiting_index}) is empty: <PST> is inserted "
+            "but never rewritten (use use_which_plan='vanilla' for no TP)",
+            UserWarning,
+            stacklevel=3,
+        )
+    elif use_tp and output_index <= config.tp_starting_index:
+        warnings.warn(
+            f"output_layer={config.output_layer} is read before TP's first layer "
+            f"(tp_starting_index={config.tp_starting_index}) runs: TP cannot change these embeddings",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 class Encoder:
@@ -93,17 +156,19 @@ class Encoder:
                 f"layers (TP runs before layers [tp_starting_index, tp_exiting_index), 0-based)"
             )
         self.prompt = get_prompt_method(config.prompt_method, config.template, use_placeholder=self.use_tp)
+        _warn_about_odd_settings(config, self.output_index, self.use_tp)
         tok = self.loaded.tokenizer
         self._pst_token_id = None
-        if self.use_tp:
-            self._pst_token_id = add_placeholder_token(
-                self.loaded.model, tok, init=config.pst_init, seed=config.seed
-            )
-            weight = self.loaded.model.get_input_embeddings().weight
-            self._pst_row = weight[self._pst_token_id].detach().clone()
-        limit = getattr(self.loaded.model.config, "max_position_embeddings", None) or _NO_LIMIT
-        self.max_length = min(config.max_length or limit, limit)
-        self._tokenize = PromptTokenizer(tok, self._pst_token_id, self.max_length)
+        with self.loaded.lock:  # adding <PST> changes the shared tokenizer and embedding matrix
+            if self.use_tp:
+                self._pst_token_id = add_placeholder_token(
+                    self.loaded.model, tok, init=config.pst_init, seed=config.seed
+                )
+                weight = self.loaded.model.get_input_embeddings().weight
+                self._pst_row = weight[self._pst_token_id].detach().clone()
+            limit = getattr(self.loaded.model.config, "max_position_embeddings", None) or _NO_LIMIT
+            self.max_length = min(config.max_length or limit, limit)
+            self._tokenize = PromptTokenizer(tok, self._pst_token_id, self.max_length)
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self._pad_token_id = pad if pad is not None else 0
         self._attention_span = attention_span(self.loaded.model.config)
@@ -154,12 +219,16 @@ class Encoder:
         Keys are the ``output_layers`` as given (HF hidden_states indices, negatives allowed).
         """
         items = _validate_sentences(sentences)
+        batch_size = _check_batch_size(batch_size, self.config.batch_size)
         num_layers = self.loaded.num_layers
+        if isinstance(output_layers, (int, str)) or not output_layers:
+            raise ValueError(f"output_layers must be a non-empty list of ints, got {output_layers!r}")
         resolved = {k: resolve_output_layer(k, num_layers) for k in output_layers}
         if not items:
             return {k: np.zeros((0, self.embedding_dim), dtype=np.float32) for k in output_layers}
         unique = list(dict.fromkeys(normalize_sentence(s) for s in items))
-        groups = self._tokenize_all(unique)
+        with self.loaded.lock:  # the tokenizer is shared (and toggles state per call)
+            groups = self._tokenize_all(unique)
         states = self._run(groups, sorted(set(resolved.values())), batch_size, show_progress_bar)
         # states are laid out template-major: [template][sentence]; average over templates.
         n_templates = len(self.prompt.templates)
@@ -200,9 +269,7 @@ class Encoder:
 
         Batches never mix templates, so each batch shares one cached prefix.
         """
-        batch_size = batch_size or self.config.batch_size
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        batch_size = _check_batch_size(batch_size, self.config.batch_size)
         plans = [
             plan_batches([len(p.ids) for p in group], batch_size, self.config.max_batch_tokens) for group in groups
         ]
@@ -210,21 +277,30 @@ class Encoder:
         show = n_batches > 1 if show_progress_bar is None else show_progress_bar
         total = sum(len(group) for group in groups)
         out = {k: np.empty((total, self.embedding_dim), dtype=np.float32) for k in indices}
-        model = self.loaded.model
-        if self.use_tp:  # another encoder sharing this model may have set a different <PST> row
-            with torch.no_grad():
-                model.get_input_embeddings().weight[self._pst_token_id] = self._pst_row
+        lock = self.loaded.lock
         with torch.inference_mode(), tqdm(total=n_batches, desc="encoding", unit="batch", disable=not show) as bar:
             offset = 0
             for template, group, plan in zip(self.prompt.templates, groups, plans):
-                prefix = self._shared_prefix(template, group, max(indices))
+                with lock:
+                    prefix = self._shared_prefix(template, group, max(indices))
                 for rows in plan:
-                    states = self._forward([group[i] for i in rows], indices, prefix)
+                    # One batch is one critical section: the hooks sit on the shared layers and
+                    # the <PST> row in the shared embedding matrix only while this batch runs.
+                    with lock:
+                        self._set_pst_row()
+                        states = self._forward([group[i] for i in rows], indices, prefix)
                     for k, value in states.items():
                         out[k][[offset + i for i in rows]] = value.float().cpu().numpy()
                     bar.update(1)
                 offset += len(group)
         return out
+
+    def _set_pst_row(self) -> None:
+        """Write this encoder's <PST> input embedding (another encoder of the model may have set its own)."""
+        if self.use_tp:
+            weight = self.loaded.model.get_input_embeddings().weight
+            with torch.no_grad():
+                weight[self._pst_token_id] = self._pst_row
 
     def _forward(
         self, prompts: list[PromptTokens], indices: list[int], prefix: PrefixState | None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from .prompts import render
+from .prompts import PLACEHOLDER_TOKEN, render
 
 
 @dataclass(frozen=True)
@@ -34,17 +34,30 @@ class PromptTokenizer:
         self.tokenizer = tokenizer
         self.pst_token_id = pst_token_id
         self.max_length = max_length
-        specials = sorted(
-            {t.content for t in tokenizer.added_tokens_decoder.values() if t.special and t.content},
-            key=len,
-            reverse=True,
+        self._specials: frozenset[str] = frozenset()
+        self._special_text: re.Pattern[str] | None = None
+
+    def _special_pattern(self) -> re.Pattern[str]:
+        """Texts that must stay text, read from the tokenizer now, not at construction: another
+        Encoder may have added <PST> to this shared tokenizer since. <PST> itself is always in the
+        list, so a sentence holding it is tokenized the same way before and after that happens."""
+        tok = self.tokenizer
+        specials = frozenset(
+            {t.content for t in tok.added_tokens_decoder.values() if t.special and t.content}
+            | {t for t in tok.all_special_tokens if t}
+            | {PLACEHOLDER_TOKEN}
         )
-        self._special_text = re.compile("|".join(map(re.escape, specials))) if specials else None
+        if specials != self._specials or self._special_text is None:
+            ordered = sorted(specials, key=len, reverse=True)
+            self._special_text = re.compile("|".join(map(re.escape, ordered)))
+            self._specials = specials
+        return self._special_text
 
     def __call__(self, template: str, sentences: list[str]) -> list[PromptTokens]:
         """Tokenize one template filled with each sentence; truncate the sentence (never the
         prompt) to fit max_length."""
         use_pst = self.pst_token_id is not None
+        self._special_pattern()  # refresh once per call
         plain = [i for i, s in enumerate(sentences) if not self._has_special_text(s)]
         all_ids: list[list[int]] = [[] for _ in sentences]
         texts = [render(template, sentences[i], use_placeholder=use_pst).text for i in plain]
@@ -60,7 +73,8 @@ class PromptTokenizer:
         return result
 
     def _has_special_text(self, sentence: str) -> bool:
-        return self._special_text is not None and self._special_text.search(sentence) is not None
+        pattern = self._special_text or self._special_pattern()
+        return pattern.search(sentence) is not None
 
     def _tokenize(self, template: str, sentence: str, use_pst: bool) -> list[int]:
         prompt = render(template, sentence, use_placeholder=use_pst)

@@ -7,6 +7,10 @@ import importlib
 import importlib.util
 import json
 import os
+import threading
+import urllib.error
+import urllib.request
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +42,32 @@ _LAYER_PATHS = (
 )
 
 
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The one lock of a model object, shared by everything that runs or changes it.
+
+    Encoders sharing a model install hooks on the same layer modules, write their own ``<PST>``
+    row into the same embedding matrix and use the same tokenizer, so each tokenization and each
+    forward pass holds this lock. Keyed by the module itself, so two wrappers of one model
+    (two :class:`LoadedModel` objects, two Encoders built from one ``PreTrainedModel``) share it.
+    """
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
 @dataclass
 class LoadedModel:
-    """A decoder (without its lm_head), its tokenizer, its layer list and where it came from."""
+    """A decoder (without its lm_head), its tokenizer, its layer list and where it came from.
+
+    One LoadedModel may back any number of Encoders, used from any number of threads: every
+    tokenization and forward pass holds :attr:`lock`.
+    """
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
@@ -55,12 +82,34 @@ class LoadedModel:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def lock(self) -> threading.RLock:
+        """The model's lock (see :func:`model_lock`)."""
+        return model_lock(self.model)
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' picks CUDA when present, else CPU."""
+    """'auto' picks CUDA when present, else CPU; a device this machine lacks is a ValueError."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N ({err})") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={str(device)!r} but CUDA is not available here (torch {torch.__version__}"
+                f"{', a CPU-only build' if torch.version.cuda is None else ''}); use device='cpu' or 'auto'"
+            )
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device={str(device)!r} but this machine has {count} CUDA device(s): cuda:0..cuda:{count - 1}")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={str(device)!r} but MPS is not available here; use device='cpu' or 'auto'")
+    elif resolved.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise ValueError(f"unsupported device {str(device)!r}; use auto, cpu, cuda or cuda:N")
+    return resolved
 
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -123,7 +172,8 @@ def prepare_model(
     base = model.base_model if hasattr(model, "base_model") else model
     layers = find_decoder_layers(base)
     base.eval()
-    _check_causal(base, base.get_input_embeddings().weight.shape[0])
+    with model_lock(base):  # an Encoder may be running this model in another thread
+        _check_causal(base, base.get_input_embeddings().weight.shape[0])
     info = {"model_type": config.model_type, "num_layers": len(layers), "hidden_size": config.hidden_size}
     return LoadedModel(base, tokenizer, layers, {**info, **(identity or {})})
 
@@ -178,6 +228,45 @@ def _converted_gguf_dir(gguf: Path, cache_dir: Path) -> tuple[Path, str]:
     return target, sha
 
 
+def _check_hub_id(name: str) -> None:
+    """Fail within seconds for a name that is neither packaged, local, cached nor on the hub.
+
+    transformers retries an unreachable hub for about half a minute; one short request tells
+    the same. A model already in the local HF cache, or ``HF_HUB_OFFLINE=1``, skips the request.
+    """
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    packaged = ", ".join(PACKAGED_MODELS)
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise ValueError(
+            f"model {name!r} is not a packaged model ({packaged}), not an existing file or folder, "
+            "and not a valid hub id (owner/name)"
+        ) from None
+    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    url = f"{constants.ENDPOINT}/api/models/{name}"
+    token = os.environ.get("HF_TOKEN")
+    request = urllib.request.Request(url, method="HEAD", headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        urllib.request.urlopen(request, timeout=10).close()
+    except urllib.error.HTTPError as err:
+        if err.code in (401, 403, 404):
+            raise ValueError(
+                f"model {name!r} is not a packaged model ({packaged}) nor a local path, and the hub "
+                f"answers {err.code} for it (no such repository, or a gated/private one: set HF_TOKEN)"
+            ) from None
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise ValueError(
+            f"model {name!r} is not a packaged model ({packaged}) nor a local path, and the hub "
+            f"({constants.ENDPOINT}) cannot be reached to download it: {reason}. Pass a local folder "
+            "or .gguf file, or download the model first"
+        ) from None
+
+
 def _resolve_source(name: str, cache: Path) -> tuple[Path | str, dict[str, Any]]:
     """Where an HF model folder (or hub id) for ``name`` lives, converting a GGUF file once."""
     identity: dict[str, Any] = {"name": name}
@@ -191,6 +280,8 @@ def _resolve_source(name: str, cache: Path) -> tuple[Path | str, dict[str, Any]]
         path, sha = _converted_gguf_dir(source, cache)
         identity.update(source=str(source), sha256=sha)
         return path, identity
+    if not source.exists():
+        _check_hub_id(name)
     path = source if source.exists() else name
     identity["source"] = str(path)
     return path, identity
@@ -229,14 +320,14 @@ def load_model(
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     name = str(model)
+    torch_device = resolve_device(device)  # before anything slow: a missing GPU is known at once
+    torch_dtype = resolve_dtype(dtype, torch_device)
     path, identity = _resolve_source(name, cache)
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot load a model config from {name!r}: {err}") from err
     identity["revision"] = getattr(config, "_commit_hash", None)
-    torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device)
     try:
         causal_lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
     except ValueError as err:
