@@ -6,6 +6,7 @@ import json
 import os
 import time
 import warnings
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -77,16 +78,18 @@ def run_evaluation(
     def encode(sentences: list[str]) -> np.ndarray:
         return encoder.encode(sentences, show_progress_bar=progress)
 
-    encode_fn = encode
     namespace = cache_namespace(encoder) if use_cache else None
     if use_cache and namespace is None:
         warnings.warn("embedding cache disabled: this in-memory model has no file hash or source to key it by")
-    if namespace is not None:
-        encode_fn = cached(encode, EmbeddingCache(default_cache_dir() / "embeddings", namespace))
     tasks = tasks_for(config.task_set, config.mode)
     data_dir = data_dir or default_data_dir()
-    result = evaluate(tasks, data_dir, encode_fn, mode=config.mode, limit=limit, seed=config.seed, progress=progress,
-                      n_jobs=probe_jobs)
+    with ExitStack() as stack:
+        encode_fn = encode
+        if namespace is not None:
+            cache = stack.enter_context(EmbeddingCache(default_cache_dir() / "embeddings", namespace))
+            encode_fn = cached(encode, cache)
+        result = evaluate(tasks, data_dir, encode_fn, mode=config.mode, limit=limit, seed=config.seed,
+                          progress=progress, n_jobs=probe_jobs)
     wall = time.perf_counter() - start
     extra = {
         "name": name,
