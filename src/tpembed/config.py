@@ -135,7 +135,12 @@ def resolve_run_config(
     if name not in config_file.models:
         raise ValueError(f"config {name!r} not found in {path}; available: {', '.join(sorted(config_file.models))}")
     entry = config_file.models[name].model_dump()
-    entry.update(overrides or {})
+    overrides = dict(overrides or {})
+    if "model_name_or_path" in overrides:  # the paper's name for the key stored as `model`
+        if "model" in overrides:
+            raise ValueError("give model_name_or_path or model, not both")
+        overrides["model"] = overrides.pop("model_name_or_path")
+    entry.update(overrides)
     try:
         return RunConfig.model_validate(entry)
     except ValidationError as err:

@@ -69,8 +69,9 @@ def check_grid(num_layers: int, start: int, exits: Sequence[int], outputs: Seque
     bad_outputs = [k for k in outputs if not 1 <= k <= num_layers]
     if bad_outputs:
         raise ValueError(
-            f"output layers {bad_outputs} are out of range: use 1..{num_layers} "
-            f"(HF hidden_states numbering, {num_layers} = final normed output)"
+            f"output layers {bad_outputs} are out of range: use 1..{num_layers} or -{num_layers}..-1 "
+            f"(HF hidden_states numbering, {num_layers} = -1 = final normed output; 0, the embeddings, "
+            "is the same for every sentence)"
         )
 
 
@@ -161,7 +162,10 @@ def run_sweep(
         loaded = load_model(model, device=base.get("device", "auto"), dtype=base.get("dtype", "auto"))
     num_layers = loaded.num_layers
     exits = sorted(set(exits)) if exits else default_exits(num_layers, tp_starting_index)
-    outputs = sorted(set(outputs)) if outputs else default_outputs(num_layers)
+    if outputs:  # negatives count from the end, as everywhere else; each layer once
+        outputs = sorted({k + num_layers + 1 if -num_layers <= k < 0 else k for k in outputs})
+    else:
+        outputs = default_outputs(num_layers)
     check_grid(num_layers, tp_starting_index, exits, outputs)
     data_dir = data_dir or default_data_dir()
     sentences = task_sentences([DEV_TASK], data_dir, limit)

@@ -14,10 +14,11 @@ from typing import Annotated, Any, Optional
 import typer
 from pydantic import ValidationError
 
+from ..cache import CacheError
 from ..config import EncoderConfig
 
-# Errors a user can cause (bad values, missing or unwritable files): one line, exit code 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ValidationError)
+# Errors a user can cause (bad values, missing or unwritable files, a damaged cache): one line, exit 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ValidationError, CacheError)
 
 
 def fail(message: object) -> typing.NoReturn:
@@ -94,10 +95,12 @@ def check_output_file(path: Path, *, suffix: str | None = None) -> Path:
     ancestor is a writable folder; nothing is created here.
     """
     path = Path(path).expanduser()
-    if suffix and path.suffix != suffix:
-        path = path.with_name(path.name + suffix)
     if path.is_dir():
         raise ValueError(f"output {str(path)!r} is a folder; give a file name")
+    if suffix and path.suffix != suffix:
+        path = path.with_name(path.name + suffix)
+        if path.is_dir():
+            raise ValueError(f"output {str(path)!r} is a folder; give a file name")
     if path.exists():
         if not os.access(path, os.W_OK):
             raise PermissionError(f"output {str(path)!r} is not writable")
