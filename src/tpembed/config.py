@@ -148,9 +148,37 @@ def resolve_run_config(
 
 
 def default_config_path() -> Path:
-    """configs/config.yaml of a source checkout, else the copy installed with the package."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[2] / "configs" / "config.yaml", here.parent / "configs" / "config.yaml"):
-        if candidate.is_file():
-            return candidate
-    return Path("configs/config.yaml")
+    """The named configs shipped inside the package (``tpembed/configs/config.yaml``).
+
+    The same file in a source checkout, an editable install and a wheel; ``configs/config.yaml``
+    at the checkout's root is a link to it (for the paper's ``bash run.sh NAME``).
+    """
+    return Path(__file__).resolve().parent / "configs" / "config.yaml"
+
+
+def describe_entry(config: RunConfig) -> dict[str, str]:
+    """One line of ``tpembed configs``: model, plan, layers (TP range and output layer), prompt, task."""
+    if config.use_which_plan == "tp":
+        layers = f"TP [{config.tp_starting_index}, {config.tp_exiting_index}), output {config.output_layer}"
+    else:
+        layers = f"output {config.output_layer}"
+    prompt = "custom template" if config.template else config.prompt_method
+    return {
+        "model": config.model,
+        "plan": config.use_which_plan,
+        "layers": layers,
+        "prompt": prompt,
+        "task": f"{config.task_set} ({config.mode})",
+    }
+
+
+def entry_document(config_file: ConfigFile, name: str) -> dict[str, Any]:
+    """A config file holding only entry ``name`` (every key spelled out, as default_config).
+
+    ``tpembed configs --show NAME`` prints it: save it, edit it, ``tpembed run --config FILE``.
+    """
+    if name not in config_file.models:
+        raise ValueError(f"config {name!r} not found; available: {', '.join(sorted(config_file.models))}")
+    entry = config_file.models[name].model_dump()
+    entry = {"model_name_or_path": entry.pop("model"), **entry}
+    return {"default_config": name, "models": {name: entry}}
