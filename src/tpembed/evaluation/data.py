@@ -211,14 +211,15 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
         if not env:
             raise ValueError(
                 f"no SentEval data dir given and ${DATA_ENV_VAR} is not set; pass the folder "
-                "that contains STS/, SICK/, MR/, ... (see tpembed.evaluation.download_senteval)")
+                f"that contains STS/, SICK/, MR/, ... (--data DIR or ${DATA_ENV_VAR}=DIR), or fetch it "
+                "with: tpembed data download DIR")
         data_dir = env
     path = Path(data_dir).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(
             f"SentEval data dir {str(path)!r} does not exist or is not a folder; expected a "
             "folder containing STS/, SICK/, MR/, CR/, SUBJ/, MPQA/, SST/, TREC/, MRPC/ "
-            "(download it with tpembed.evaluation.download_senteval)")
+            "(fetch it with: tpembed data download DIR)")
     return path
 
 
