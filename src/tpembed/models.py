@@ -211,11 +211,17 @@ def file_sha256(path: Path, cache_dir: Path) -> str:
     return known[key]
 
 
-def _converted_gguf_dir(gguf: Path, cache_dir: Path) -> tuple[Path, str]:
-    """Convert a GGUF file to an HF folder once (slow: dequantization), keyed by the file's hash."""
+def _converted_target(gguf: Path, cache_dir: Path) -> tuple[Path, str, bool]:
+    """Where a GGUF file's converted HF folder lives (keyed by the file's hash), and whether it is done."""
     sha = file_sha256(gguf, cache_dir)
     target = cache_dir / "converted" / sha[:20]
-    if not (target / "tpembed-converted.json").exists():
+    return target, sha, (target / "tpembed-converted.json").exists()
+
+
+def _converted_gguf_dir(gguf: Path, cache_dir: Path) -> tuple[Path, str]:
+    """Convert a GGUF file to an HF folder once (slow: dequantization), keyed by the file's hash."""
+    target, sha, done = _converted_target(gguf, cache_dir)
+    if not done:
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         # The weights are dequantized already; drop the GGUF quantizer so they can be saved.
@@ -335,3 +341,94 @@ def load_model(
     tokenizer = AutoTokenizer.from_pretrained(path)
     identity.update(device=str(torch_device), dtype=str(torch_dtype).removeprefix("torch."))
     return prepare_model(causal_lm.to(torch_device), tokenizer, identity)
+
+
+# ---- before and around loading: the layer count from the config alone, one bar per phase ----
+
+
+def _gguf_value(reader: Any, key: str) -> Any:
+    """A scalar GGUF metadata value (str or int), read from the reader's raw parts."""
+    from gguf import GGUFValueType
+
+    field = reader.fields[key]
+    raw = field.parts[field.data[0]]
+    return bytes(raw).decode("utf-8") if field.types[0] == GGUFValueType.STRING else raw[0].item()
+
+
+def _gguf_file(name: str, cache: Path) -> Path | None:
+    """The GGUF file behind a packaged name or a .gguf path (None for HF folders and hub ids)."""
+    if name in PACKAGED_MODELS:
+        return packaged_model_file(name, cache)
+    path = Path(name).expanduser()
+    if path.suffix != ".gguf":
+        return None
+    if not path.is_file():
+        raise FileNotFoundError(f"model path {name!r} does not exist")
+    return path
+
+
+def model_num_layers(model: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None) -> int:
+    """The model's number of decoder layers, read from its config alone: no weights are loaded.
+
+    A packaged name or ``.gguf`` file: the converted folder's ``config.json`` when it exists, else
+    the GGUF metadata (``<architecture>.block_count``). An HF folder or hub id: its config
+    (``AutoConfig``; for multimodal configs the text model's).
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    name = str(model)
+    gguf_file = _gguf_file(name, cache)
+    source: Path | str = name
+    if gguf_file is not None:
+        target, _, done = _converted_target(gguf_file, cache)
+        if not done:
+            from gguf import GGUFReader
+
+            reader = GGUFReader(gguf_file)
+            return int(_gguf_value(reader, f"{_gguf_value(reader, 'general.architecture')}.block_count"))
+        source = target
+    elif Path(name).expanduser().exists():
+        source = Path(name).expanduser()
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot load a model config from {name!r}: {err}") from err
+    layers = getattr(config.get_text_config(), "num_hidden_layers", None)
+    if not isinstance(layers, int):
+        raise ValueError(f"the config of {name!r} ({config.model_type}) gives no num_hidden_layers")
+    return layers
+
+
+def load_model_with_progress(
+    model: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> LoadedModel:
+    """:func:`load_model` with one progress bar per phase and the libraries' own bars and logs silenced.
+
+    Phases: converting a GGUF file (first time only), then loading. ``progress=False`` shows nothing.
+    """
+    import contextlib
+    import io
+    import sys
+
+    from tqdm.auto import tqdm
+
+    from .progress import quiet_libraries
+
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    name = str(model)
+    with quiet_libraries():
+        gguf_file = _gguf_file(name, cache)
+        if gguf_file is not None and not _converted_target(gguf_file, cache)[2]:
+            with tqdm(total=1, desc=f"converting {gguf_file.name} (once)", unit="model", disable=not progress,
+                      file=sys.stderr) as bar, contextlib.redirect_stderr(io.StringIO()):
+                # transformers prints its de-quantizing bar straight through tqdm; it goes to the void
+                _converted_gguf_dir(gguf_file, cache)
+                bar.update(1)
+        with tqdm(total=1, desc=f"loading {name}", unit="model", disable=not progress, file=sys.stderr) as bar:
+            loaded = load_model(model, device=device, dtype=dtype, cache_dir=cache)
+            bar.update(1)
+    return loaded

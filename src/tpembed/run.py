@@ -13,18 +13,31 @@ from typing import Any
 import numpy as np
 
 from .cache import EmbeddingCache, cached
-from .config import RunConfig
+from .config import EncoderConfig, RunConfig
+from .early_exit import resolve_output_layer
 from .encoder import Encoder
-from .evaluation import evaluate, format_table, library_versions, tasks_for, write_json
-from .models import LoadedModel, default_cache_dir
+from .evaluation import ensure_senteval, evaluate, format_table, library_versions, locate_senteval, tasks_for, write_json
+from .models import LoadedModel, default_cache_dir, load_model_with_progress, model_num_layers
 
 
 def default_data_dir() -> Path | None:
-    """$TPEMBED_DATA, else ``../shared/senteval`` beside a source checkout (None when neither)."""
+    """$TPEMBED_DATA, else a copy beside a source checkout or in the cache (None: none; nothing is fetched)."""
     if os.environ.get("TPEMBED_DATA"):
         return Path(os.environ["TPEMBED_DATA"])
-    beside_checkout = Path(__file__).resolve().parents[3] / "shared" / "senteval"
-    return beside_checkout if beside_checkout.is_dir() else None
+    return locate_senteval()
+
+
+def check_layers(config: EncoderConfig, num_layers: int) -> None:
+    """The layer settings against a model with ``num_layers`` decoder layers (the Encoder's rules).
+
+    Run before loading (with :func:`~tpembed.models.model_num_layers`), so a bad index fails in seconds.
+    """
+    resolve_output_layer(config.output_layer, num_layers)
+    if config.use_which_plan == "tp" and config.tp_exiting_index > num_layers:
+        raise ValueError(
+            f"tp_exiting_index={config.tp_exiting_index} is beyond {config.model}'s {num_layers} decoder layers "
+            f"(TP runs before layers [tp_starting_index, tp_exiting_index), 0-based)"
+        )
 
 
 def cache_namespace(encoder: Encoder, output_index: int | None = None) -> str | None:
@@ -73,7 +86,13 @@ def run_evaluation(
     (the fits are deterministic, so the scores do not depend on it).
     """
     start = time.perf_counter()
-    encoder = Encoder(loaded, config=config.encoder_config()) if loaded else Encoder(config=config.encoder_config())
+    tasks = tasks_for(config.task_set, config.mode)
+    # everything that can fail fast does so before the model loads: data (fetched once if missing), layers
+    data_dir = ensure_senteval(data_dir, tasks, progress=progress)
+    if loaded is None:
+        check_layers(config, model_num_layers(config.model))
+        loaded = load_model_with_progress(config.model, device=config.device, dtype=config.dtype, progress=progress)
+    encoder = Encoder(loaded, config=config.encoder_config())
 
     def encode(sentences: list[str]) -> np.ndarray:
         return encoder.encode(sentences, show_progress_bar=progress)
@@ -81,8 +100,6 @@ def run_evaluation(
     namespace = cache_namespace(encoder) if use_cache else None
     if use_cache and namespace is None:
         warnings.warn("embedding cache disabled: this in-memory model has no file hash or source to key it by")
-    tasks = tasks_for(config.task_set, config.mode)
-    data_dir = data_dir or default_data_dir()
     with ExitStack() as stack:
         encode_fn = encode
         if namespace is not None:

@@ -27,9 +27,9 @@ from tqdm.auto import tqdm
 from .cache import EmbeddingCache, cached_layers, default_cache_dir
 from .config import EncoderConfig, RunConfig, load_config_file
 from .encoder import Encoder
-from .evaluation import evaluate, task_sentences
-from .models import LoadedModel, load_model
-from .run import cache_namespace, default_data_dir
+from .evaluation import ensure_senteval, evaluate, task_sentences
+from .models import LoadedModel, load_model_with_progress, model_num_layers
+from .run import cache_namespace
 
 DEV_TASK = "STSBenchmark-dev"
 
@@ -73,6 +73,24 @@ def check_grid(num_layers: int, start: int, exits: Sequence[int], outputs: Seque
             f"(HF hidden_states numbering, {num_layers} = -1 = final normed output; 0, the embeddings, "
             "is the same for every sentence)"
         )
+
+
+def plan_grid(
+    model: str | LoadedModel, start: int, exits: Sequence[int] | None, outputs: Sequence[int] | None
+) -> tuple[list[int], list[int], int]:
+    """(exits, output layers, number of layers): defaults filled in from the layer count, checked.
+
+    For a model given by name the layer count comes from its config (no weights), so a grid the
+    model cannot run fails before it loads.
+    """
+    num_layers = model.num_layers if isinstance(model, LoadedModel) else model_num_layers(model)
+    exits = sorted(set(exits)) if exits else default_exits(num_layers, start)
+    if outputs:  # negatives count from the end, as everywhere else; each layer once
+        outputs = sorted({k + num_layers + 1 if -num_layers <= k < 0 else k for k in outputs})
+    else:
+        outputs = default_outputs(num_layers)
+    check_grid(num_layers, start, exits, outputs)
+    return exits, outputs, num_layers
 
 
 def default_exits(num_layers: int, start: int) -> list[int]:
@@ -156,18 +174,14 @@ def run_sweep(
     model_name = model if isinstance(model, str) else str(model.identity.get("name", "in-memory model"))
     base = {"model": model_name, "prompt_method": prompt_method, **settings}
     EncoderConfig(**base)  # validate the shared settings before loading anything
+    # everything that can fail fast does so before the model loads: data (fetched once if missing), grid
+    data_dir = ensure_senteval(data_dir, [DEV_TASK], progress=progress)
+    exits, outputs, num_layers = plan_grid(model, tp_starting_index, exits, outputs)
     if isinstance(model, LoadedModel):
         loaded = model
     else:
-        loaded = load_model(model, device=base.get("device", "auto"), dtype=base.get("dtype", "auto"))
-    num_layers = loaded.num_layers
-    exits = sorted(set(exits)) if exits else default_exits(num_layers, tp_starting_index)
-    if outputs:  # negatives count from the end, as everywhere else; each layer once
-        outputs = sorted({k + num_layers + 1 if -num_layers <= k < 0 else k for k in outputs})
-    else:
-        outputs = default_outputs(num_layers)
-    check_grid(num_layers, tp_starting_index, exits, outputs)
-    data_dir = data_dir or default_data_dir()
+        device, dtype = base.get("device", "auto"), base.get("dtype", "auto")
+        loaded = load_model_with_progress(model, device=device, dtype=dtype, progress=progress)
     sentences = task_sentences([DEV_TASK], data_dir, limit)
 
     forward_calls = [0]

@@ -12,8 +12,14 @@ from ._app import app
 from ._common import check_output_file, encoder_options, fail, user_errors
 
 DataOption = Annotated[
-    Optional[Path], typer.Option("--data", help="SentEval data folder (default: $TPEMBED_DATA or ../shared/senteval)")
+    Optional[Path],
+    typer.Option(
+        "--data",
+        help="SentEval data folder (default: $TPEMBED_DATA, else a copy found or downloaded once into "
+        "$TPEMBED_CACHE/senteval; $TPEMBED_DATA_URL overrides the download's URL)",
+    ),
 ]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars (for scripts); results still print")]
 LimitOption = Annotated[
     Optional[int], typer.Option("--limit", min=1, help="first N pairs/examples per task (smoke runs)")
 ]
@@ -48,14 +54,20 @@ def _evaluate(
     output: Path | None,
     cache: bool,
     probe_jobs: int,
+    quiet: bool,
 ) -> None:
-    from ..run import run_evaluation
+    from ..evaluation import ensure_senteval, tasks_for
 
     with user_errors():
+        # the checks that need no torch first (an offline first run fails in about a second)
         if output is not None:
             output = check_output_file(output)
+        data = ensure_senteval(data, tasks_for(run_config.task_set, run_config.mode), progress=not quiet)
+        from ..run import run_evaluation  # torch; checks the layers against the model's config, then loads
+
         result = run_evaluation(
-            run_config, data, name=name, limit=limit, output=output, use_cache=cache, probe_jobs=probe_jobs
+            run_config, data, name=name, limit=limit, output=output, use_cache=cache, probe_jobs=probe_jobs,
+            progress=not quiet,
         )
     _report(result, output)
 
@@ -63,15 +75,21 @@ def _evaluate(
 @app.command()
 def run(
     name: Annotated[Optional[str], typer.Argument(help="entry of the config file (default: its default_config)")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of named configs")] = None,
+    config: Annotated[
+        Optional[Path], typer.Option("--config", help="YAML file of named configs (default: the ones shipped with tpembed)")
+    ] = None,
     data: DataOption = None,
     set_: Annotated[list[str], typer.Option("--set", help="override a key: --set tp_exiting_index=5")] = [],  # noqa: B006
     limit: LimitOption = None,
     output: OutputOption = None,
     cache: CacheOption = True,
     probe_jobs: ProbeJobsOption = 1,
+    quiet: QuietOption = False,
 ) -> None:
-    """Evaluate a named configuration (the paper's interface) and print the paper-style table."""
+    """Evaluate a named configuration (the paper's interface) and print the paper-style table.
+
+    NAME is an entry of the named configs shipped with tpembed (list them: tpembed configs) or of --config FILE.
+    """
     from ..config import default_config_path, load_config_file, parse_overrides, resolve_run_config
 
     path = config or default_config_path()
@@ -80,7 +98,7 @@ def run(
         gpu = load_config_file(path).gpu_config
     if gpu and gpu.cuda_visible_devices is not None and "CUDA_VISIBLE_DEVICES" not in os.environ:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu.cuda_visible_devices  # as the paper's run.sh does
-    _evaluate(run_config, data, name, limit, output, cache, probe_jobs)
+    _evaluate(run_config, data, name, limit, output, cache, probe_jobs, quiet)
 
 
 @app.command("eval")
@@ -93,6 +111,7 @@ def eval_(
     output: OutputOption = None,
     cache: CacheOption = True,
     probe_jobs: ProbeJobsOption = 1,
+    quiet: QuietOption = False,
     settings: dict[str, Any] | None = None,
 ) -> None:
     """Evaluate encoder settings given as options (no YAML file needed)."""
@@ -104,4 +123,4 @@ def eval_(
         run_config = RunConfig(**(settings or {}), mode=mode, task_set=task_set)
     except ValidationError as err:
         fail(err)
-    _evaluate(run_config, data, None, limit, output, cache, probe_jobs)
+    _evaluate(run_config, data, None, limit, output, cache, probe_jobs, quiet)

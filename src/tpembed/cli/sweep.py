@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import app
-from ._common import user_errors
-from .evaluate import CacheOption, DataOption, LimitOption
+from ._common import check_output_file, user_errors
+from .evaluate import CacheOption, DataOption, LimitOption, QuietOption
 
 
 @app.command()
@@ -40,18 +40,27 @@ def sweep(
     limit: LimitOption = None,
     then_test: Annotated[bool, typer.Option("--then-test", help="run the best cell on the 7 STS test tasks")] = False,
     cache: CacheOption = True,
+    quiet: QuietOption = False,
 ) -> None:
     """Search TP exit layer x output layer on STS-B dev; write heatmap.png, grid.csv and best.yaml."""
-    from ..models import load_model
-    from ..run import print_tables, run_evaluation
-    from ..sweep import format_grid, parse_layers, run_sweep, write_best_yaml, write_grid, write_heatmap
+    from ..evaluation import ensure_senteval, tasks_for
 
     with user_errors():
+        # the checks that need no torch first (an offline first run fails in about a second)
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {str(out)!r} exists and is not a folder")
-        exit_layers = parse_layers(exits) if exits else None
-        output_layers = parse_layers(outputs) if outputs else None
-        loaded = load_model(model, device=device, dtype=dtype)
+        check_output_file(out / "grid.csv")
+        tasks = tasks_for("stsb", "dev") + (tasks_for("sts", "test") if then_test else [])
+        data = ensure_senteval(data, tasks, progress=not quiet)
+        from ..models import load_model_with_progress
+        from ..run import print_tables, run_evaluation
+        from ..sweep import format_grid, parse_layers, plan_grid, run_sweep, write_best_yaml, write_grid, write_heatmap
+
+        # the grid against the model's config, so a grid it cannot run fails before the model loads
+        exit_layers, output_layers, _ = plan_grid(
+            model, start, parse_layers(exits) if exits else None, parse_layers(outputs) if outputs else None
+        )
+        loaded = load_model_with_progress(model, device=device, dtype=dtype, progress=not quiet)
         result = run_sweep(
             loaded,
             prompt,
@@ -61,6 +70,7 @@ def sweep(
             outputs=output_layers,
             limit=limit,
             use_cache=cache,
+            progress=not quiet,
             batch_size=batch_size,
             pst_init=pst_init,
             seed=seed,
@@ -84,6 +94,7 @@ def sweep(
     if then_test:
         with user_errors():
             test = run_evaluation(
-                result.run_config(result.best()), data, name=entry, limit=limit, use_cache=cache, loaded=loaded
+                result.run_config(result.best()), data, name=entry, limit=limit, use_cache=cache, loaded=loaded,
+                progress=not quiet,
             )
         typer.echo(print_tables(test["scores"]))
