@@ -1,21 +1,52 @@
 """SentEval-style evaluation of any ``encode_fn: list[str] -> np.ndarray (n, d)``.
 
-Independent of the encoder: nothing here imports torch.
+Independent of the encoder: nothing here imports torch. Names are imported on first use, so finding
+or fetching the data (``download``, ``data``) does not wait for scipy and scikit-learn to load.
 """
 
-from .data import (STS_TASKS, TASKS, TRANSFER_TASKS, STSData, TaskSpec, TransferData,
-                   check_data_dir, load_task, resolve_data_dir)
-from .download import (SENTEVAL_URL, DownloadError, cached_senteval_dir, download_senteval,
-                       ensure_senteval, find_data_root, locate_senteval, senteval_url)
-from .report import format_table, library_versions, to_markdown, write_json
-from .runner import evaluate, task_sentences, tasks_for
-from .sts import evaluate_sts, score_sts, summarize
-from .transfer import C_GRID, C_GRID_KFOLD, evaluate_transfer, score_transfer
+from __future__ import annotations
 
-__all__ = [
-    "C_GRID", "C_GRID_KFOLD", "SENTEVAL_URL", "STS_TASKS", "TASKS", "TRANSFER_TASKS",
-    "DownloadError", "STSData", "TaskSpec", "TransferData",
-    "cached_senteval_dir", "check_data_dir", "download_senteval", "ensure_senteval", "evaluate", "evaluate_sts", "evaluate_transfer",
-    "find_data_root", "format_table", "library_versions", "load_task", "locate_senteval", "resolve_data_dir",
-    "score_sts", "score_transfer", "senteval_url", "summarize", "task_sentences", "tasks_for", "to_markdown", "write_json",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# public name -> submodule that defines it
+_EXPORTS = {
+    **dict.fromkeys(
+        ["STS_TASKS", "TASKS", "TRANSFER_TASKS", "STSData", "TaskSpec", "TransferData", "check_data_dir",
+         "load_task", "resolve_data_dir", "tasks_for"],
+        ".data",
+    ),
+    **dict.fromkeys(
+        ["SENTEVAL_URL", "DownloadError", "cached_senteval_dir", "download_senteval", "ensure_senteval",
+         "find_data_root", "locate_senteval", "senteval_url"],
+        ".download",
+    ),
+    **dict.fromkeys(["format_table", "library_versions", "to_markdown", "write_json"], ".report"),
+    **dict.fromkeys(["evaluate", "task_sentences"], ".runner"),
+    **dict.fromkeys(["evaluate_sts", "score_sts", "summarize"], ".sts"),
+    **dict.fromkeys(["C_GRID", "C_GRID_KFOLD", "evaluate_transfer", "score_transfer"], ".transfer"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .data import (STS_TASKS, TASKS, TRANSFER_TASKS, STSData, TaskSpec, TransferData, check_data_dir,
+                       load_task, resolve_data_dir, tasks_for)
+    from .download import (SENTEVAL_URL, DownloadError, cached_senteval_dir, download_senteval,
+                           ensure_senteval, find_data_root, locate_senteval, senteval_url)
+    from .report import format_table, library_versions, to_markdown, write_json
+    from .runner import evaluate, task_sentences
+    from .sts import evaluate_sts, score_sts, summarize
+    from .transfer import C_GRID, C_GRID_KFOLD, evaluate_transfer, score_transfer
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tpembed.evaluation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -119,6 +119,34 @@ TRANSFER_TASKS: tuple[str, ...] = ("MR", "CR", "SUBJ", "MPQA", "SST2", "TREC", "
 
 TREC_LABELS: dict[str, int] = {"ABBR": 0, "DESC": 1, "ENTY": 2, "HUM": 3, "LOC": 4, "NUM": 5}
 
+Mode = Literal["test", "dev", "fasttest"]
+TaskSet = Literal["sts", "transfer", "full", "stsb"]
+
+KFOLD_BY_MODE: dict[str, int] = {"test": 10, "dev": 5, "fasttest": 5}
+"""SimCSE's evaluation.py: 10-fold in test mode, 5-fold in dev/fasttest."""
+
+
+def tasks_for(task_set: TaskSet, mode: Mode = "test") -> list[str]:
+    """Task names for a task set, mirroring the paper / SimCSE's evaluation script.
+
+    ``sts`` -> the 7 STS tasks (``["STSBenchmark-dev"]`` in dev mode), ``transfer`` ->
+    MR CR SUBJ MPQA SST2 TREC MRPC, ``full`` -> both, ``stsb`` -> ``["STSBenchmark"]``
+    (``["STSBenchmark-dev"]`` in dev mode).
+    """
+    check_mode(mode)
+    sts = ["STSBenchmark-dev"] if mode == "dev" else list(STS_TASKS)
+    sets = {"sts": sts, "transfer": list(TRANSFER_TASKS), "full": sts + list(TRANSFER_TASKS),
+            "stsb": ["STSBenchmark-dev"] if mode == "dev" else ["STSBenchmark"]}
+    if task_set not in sets:
+        raise ValueError(f"unknown task set {task_set!r}; choose one of {', '.join(sets)}")
+    return sets[task_set]
+
+
+def check_mode(mode: str) -> None:
+    """ValueError unless ``mode`` is test, dev or fasttest."""
+    if mode not in KFOLD_BY_MODE:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(KFOLD_BY_MODE)}")
+
 
 # --------------------------------------------------------------------------- containers
 

@@ -5,43 +5,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ._embeddings import EncodeFn, encode_unique, unique
-from .data import (STS_TASKS, TRANSFER_TASKS, STSData, TaskData, get_spec, load_task,
+from .data import (KFOLD_BY_MODE, Mode, STSData, TaskData, check_mode, get_spec, load_task,
                    resolve_data_dir)
 from .sts import score_sts
 from .transfer import DEFAULT_MAX_ITER, score_transfer
-
-Mode = Literal["test", "dev", "fasttest"]
-TaskSet = Literal["sts", "transfer", "full", "stsb"]
-
-KFOLD_BY_MODE: dict[str, int] = {"test": 10, "dev": 5, "fasttest": 5}
-"""SimCSE's evaluation.py: 10-fold in test mode, 5-fold in dev/fasttest."""
-
-
-def tasks_for(task_set: TaskSet, mode: Mode = "test") -> list[str]:
-    """Task names for a task set, mirroring the paper / SimCSE's evaluation script.
-
-    ``sts`` -> the 7 STS tasks (``["STSBenchmark-dev"]`` in dev mode), ``transfer`` ->
-    MR CR SUBJ MPQA SST2 TREC MRPC, ``full`` -> both, ``stsb`` -> ``["STSBenchmark"]``
-    (``["STSBenchmark-dev"]`` in dev mode).
-    """
-    _check_mode(mode)
-    sts = ["STSBenchmark-dev"] if mode == "dev" else list(STS_TASKS)
-    sets = {"sts": sts, "transfer": list(TRANSFER_TASKS), "full": sts + list(TRANSFER_TASKS),
-            "stsb": ["STSBenchmark-dev"] if mode == "dev" else ["STSBenchmark"]}
-    if task_set not in sets:
-        raise ValueError(f"unknown task set {task_set!r}; choose one of {', '.join(sets)}")
-    return sets[task_set]
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in KFOLD_BY_MODE:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(KFOLD_BY_MODE)}")
 
 
 def task_sentences(tasks: Sequence[str], data_dir: str | os.PathLike[str] | None,
@@ -70,7 +42,7 @@ def evaluate(tasks: Sequence[str], data_dir: str | os.PathLike[str] | None,
     Returns ``{"scores": {task: float, "STSAvg", "TransferAvg"}, "details": {task: {...}},
     "meta": {...}}``; averages only cover tasks that ran.
     """
-    _check_mode(mode)
+    check_mode(mode)
     names = unique(tasks)
     if not names:
         raise ValueError("no tasks given")
