@@ -367,12 +367,13 @@ def _gguf_file(name: str, cache: Path) -> Path | None:
     return path
 
 
-def model_num_layers(model: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None) -> int:
+def model_num_layers(model: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None) -> int | None:
     """The model's number of decoder layers, read from its config alone: no weights are loaded.
 
     A packaged name or ``.gguf`` file: the converted folder's ``config.json`` when it exists, else
     the GGUF metadata (``<architecture>.block_count``). An HF folder or hub id: its config
-    (``AutoConfig``; for multimodal configs the text model's).
+    (``AutoConfig``; for multimodal configs the text model's). None when the config does not say
+    (the layers are then counted once the model is loaded).
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     name = str(model)
@@ -384,7 +385,10 @@ def model_num_layers(model: str | os.PathLike[str], *, cache_dir: str | os.PathL
             from gguf import GGUFReader
 
             reader = GGUFReader(gguf_file)
-            return int(_gguf_value(reader, f"{_gguf_value(reader, 'general.architecture')}.block_count"))
+            try:
+                return int(_gguf_value(reader, f"{_gguf_value(reader, 'general.architecture')}.block_count"))
+            except KeyError:
+                return None
         source = target
     elif Path(name).expanduser().exists():
         source = Path(name).expanduser()
@@ -393,9 +397,7 @@ def model_num_layers(model: str | os.PathLike[str], *, cache_dir: str | os.PathL
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot load a model config from {name!r}: {err}") from err
     layers = getattr(config.get_text_config(), "num_hidden_layers", None)
-    if not isinstance(layers, int):
-        raise ValueError(f"the config of {name!r} ({config.model_type}) gives no num_hidden_layers")
-    return layers
+    return layers if isinstance(layers, int) else None
 
 
 def load_model_with_progress(

@@ -16,7 +16,8 @@ from .cache import EmbeddingCache, cached
 from .config import EncoderConfig, RunConfig
 from .early_exit import resolve_output_layer
 from .encoder import Encoder
-from .evaluation import ensure_senteval, evaluate, format_table, library_versions, locate_senteval, tasks_for, write_json
+from .evaluation import (ensure_senteval, evaluate, format_table, library_versions, locate_senteval, tasks_for,
+                         write_json)
 from .models import LoadedModel, default_cache_dir, load_model_with_progress, model_num_layers
 
 
@@ -38,6 +39,17 @@ def check_layers(config: EncoderConfig, num_layers: int) -> None:
             f"tp_exiting_index={config.tp_exiting_index} is beyond {config.model}'s {num_layers} decoder layers "
             f"(TP runs before layers [tp_starting_index, tp_exiting_index), 0-based)"
         )
+
+
+def load_checked(config: EncoderConfig, *, progress: bool = True) -> LoadedModel:
+    """Load ``config.model`` (one bar per phase) once its layer settings fit the model's config.
+
+    The config is read without weights, so a bad layer index fails in seconds, not after the load.
+    """
+    num_layers = model_num_layers(config.model)
+    if num_layers is not None:
+        check_layers(config, num_layers)
+    return load_model_with_progress(config.model, device=config.device, dtype=config.dtype, progress=progress)
 
 
 def cache_namespace(encoder: Encoder, output_index: int | None = None) -> str | None:
@@ -90,8 +102,7 @@ def run_evaluation(
     # everything that can fail fast does so before the model loads: data (fetched once if missing), layers
     data_dir = ensure_senteval(data_dir, tasks, progress=progress)
     if loaded is None:
-        check_layers(config, model_num_layers(config.model))
-        loaded = load_model_with_progress(config.model, device=config.device, dtype=config.dtype, progress=progress)
+        loaded = load_checked(config, progress=progress)
     encoder = Encoder(loaded, config=config.encoder_config())
 
     def encode(sentences: list[str]) -> np.ndarray:

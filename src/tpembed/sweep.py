@@ -76,21 +76,33 @@ def check_grid(num_layers: int, start: int, exits: Sequence[int], outputs: Seque
 
 
 def plan_grid(
-    model: str | LoadedModel, start: int, exits: Sequence[int] | None, outputs: Sequence[int] | None
-) -> tuple[list[int], list[int], int]:
-    """(exits, output layers, number of layers): defaults filled in from the layer count, checked.
-
-    For a model given by name the layer count comes from its config (no weights), so a grid the
-    model cannot run fails before it loads.
-    """
-    num_layers = model.num_layers if isinstance(model, LoadedModel) else model_num_layers(model)
+    num_layers: int, start: int, exits: Sequence[int] | None, outputs: Sequence[int] | None
+) -> tuple[list[int], list[int]]:
+    """The grid's exits and output layers, defaults filled in from the layer count, checked."""
     exits = sorted(set(exits)) if exits else default_exits(num_layers, start)
     if outputs:  # negatives count from the end, as everywhere else; each layer once
         outputs = sorted({k + num_layers + 1 if -num_layers <= k < 0 else k for k in outputs})
     else:
         outputs = default_outputs(num_layers)
     check_grid(num_layers, start, exits, outputs)
-    return exits, outputs, num_layers
+    return exits, outputs
+
+
+def load_for_sweep(
+    model: str,
+    start: int,
+    exits: Sequence[int] | None,
+    outputs: Sequence[int] | None,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    progress: bool = True,
+) -> LoadedModel:
+    """Load ``model`` once the grid is checked against its config, so a grid it cannot run fails first."""
+    known = model_num_layers(model)  # no weights
+    if known is not None:
+        plan_grid(known, start, exits, outputs)
+    return load_model_with_progress(model, device=device, dtype=dtype, progress=progress)
 
 
 def default_exits(num_layers: int, start: int) -> list[int]:
@@ -176,12 +188,13 @@ def run_sweep(
     EncoderConfig(**base)  # validate the shared settings before loading anything
     # everything that can fail fast does so before the model loads: data (fetched once if missing), grid
     data_dir = ensure_senteval(data_dir, [DEV_TASK], progress=progress)
-    exits, outputs, num_layers = plan_grid(model, tp_starting_index, exits, outputs)
     if isinstance(model, LoadedModel):
         loaded = model
     else:
         device, dtype = base.get("device", "auto"), base.get("dtype", "auto")
-        loaded = load_model_with_progress(model, device=device, dtype=dtype, progress=progress)
+        loaded = load_for_sweep(model, tp_starting_index, exits, outputs, device=device, dtype=dtype, progress=progress)
+    num_layers = loaded.num_layers
+    exits, outputs = plan_grid(num_layers, tp_starting_index, exits, outputs)
     sentences = task_sentences([DEV_TASK], data_dir, limit)
 
     forward_calls = [0]

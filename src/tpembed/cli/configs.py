@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ._app import app
 from ._common import user_errors
+from .evaluate import ConfigFileOption
 
 
 @app.command()
@@ -16,9 +16,7 @@ def configs(
     show: Annotated[
         Optional[str], typer.Option("--show", metavar="NAME", help="print entry NAME as a config file to copy and edit")
     ] = None,
-    config: Annotated[
-        Optional[Path], typer.Option("--config", help="YAML file of named configs (default: the ones shipped with tpembed)")
-    ] = None,
+    config: ConfigFileOption = None,
 ) -> None:
     """List the named configs for `tpembed run NAME`: model, plan, layers, prompt, tasks."""
     import yaml

@@ -20,16 +20,18 @@ def encode(
         Optional[Path], typer.Option("--output", "-o", help="save the embeddings as .npy (the suffix is added)")
     ] = None,
     normalize: Annotated[bool, typer.Option(help="L2-normalise the embeddings")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
     settings: dict[str, Any] | None = None,
 ) -> None:
     """Embed sentences; print the shape and the pairwise cosine similarity matrix."""
-    from ..encoder import Encoder
-
     config = build_config(settings or {})
     with user_errors():
         target = check_output_file(output, suffix=".npy") if output is not None else None
-        encoder = Encoder(config=config)
-        vectors = encoder.encode(sentences, normalize_embeddings=normalize)
+        from ..encoder import Encoder
+        from ..run import load_checked
+
+        encoder = Encoder(load_checked(config, progress=not quiet), config=config)
+        vectors = encoder.encode(sentences, normalize_embeddings=normalize, show_progress_bar=False if quiet else None)
     typer.echo(f"embeddings: {vectors.shape[0]} x {vectors.shape[1]} (float32)")
     sim = encoder.similarity(vectors, vectors)
     width = max(len(str(len(sentences))), 2)

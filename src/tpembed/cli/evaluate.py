@@ -19,6 +19,9 @@ DataOption = Annotated[
         "$TPEMBED_CACHE/senteval; $TPEMBED_DATA_URL overrides the download's URL)",
     ),
 ]
+ConfigFileOption = Annotated[
+    Optional[Path], typer.Option("--config", help="YAML file of named configs (default: the ones shipped with tpembed)")
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars (for scripts); results still print")]
 LimitOption = Annotated[
     Optional[int], typer.Option("--limit", min=1, help="first N pairs/examples per task (smoke runs)")
@@ -75,9 +78,7 @@ def _evaluate(
 @app.command()
 def run(
     name: Annotated[Optional[str], typer.Argument(help="entry of the config file (default: its default_config)")] = None,
-    config: Annotated[
-        Optional[Path], typer.Option("--config", help="YAML file of named configs (default: the ones shipped with tpembed)")
-    ] = None,
+    config: ConfigFileOption = None,
     data: DataOption = None,
     set_: Annotated[list[str], typer.Option("--set", help="override a key: --set tp_exiting_index=5")] = [],  # noqa: B006
     limit: LimitOption = None,

@@ -52,15 +52,15 @@ def sweep(
         check_output_file(out / "grid.csv")
         tasks = tasks_for("stsb", "dev") + (tasks_for("sts", "test") if then_test else [])
         data = ensure_senteval(data, tasks, progress=not quiet)
-        from ..models import load_model_with_progress
         from ..run import print_tables, run_evaluation
-        from ..sweep import format_grid, parse_layers, plan_grid, run_sweep, write_best_yaml, write_grid, write_heatmap
+        from ..sweep import (format_grid, load_for_sweep, parse_layers, run_sweep, write_best_yaml, write_grid,
+                             write_heatmap)
 
-        # the grid against the model's config, so a grid it cannot run fails before the model loads
-        exit_layers, output_layers, _ = plan_grid(
-            model, start, parse_layers(exits) if exits else None, parse_layers(outputs) if outputs else None
-        )
-        loaded = load_model_with_progress(model, device=device, dtype=dtype, progress=not quiet)
+        exit_layers = parse_layers(exits) if exits else None
+        output_layers = parse_layers(outputs) if outputs else None
+        loaded = load_for_sweep(
+            model, start, exit_layers, output_layers, device=device, dtype=dtype, progress=not quiet
+        )  # kept for --then-test
         result = run_sweep(
             loaded,
             prompt,

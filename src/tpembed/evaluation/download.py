@@ -84,7 +84,8 @@ def _declared(all_headers: Iterable[object]) -> tuple[str | None, int | None]:
     """SHA-256 and size a server declares (``X-Linked-Etag`` / ``X-Linked-Size``, as the Hub sends)."""
     sha, size = None, None
     for headers in all_headers:
-        etag = (headers.get("X-Linked-Etag") or "").strip().removeprefix("W/").strip('"').lower()  # type: ignore[attr-defined]
+        etag = headers.get("X-Linked-Etag") or ""  # type: ignore[attr-defined]
+        etag = etag.strip().removeprefix("W/").strip('"').lower()
         if _SHA256.fullmatch(etag):
             sha = etag
         linked_size = headers.get("X-Linked-Size")  # type: ignore[attr-defined]
