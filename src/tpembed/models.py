@@ -392,6 +392,8 @@ def model_num_layers(model: str | os.PathLike[str], *, cache_dir: str | os.PathL
         source = target
     elif Path(name).expanduser().exists():
         source = Path(name).expanduser()
+    else:
+        _check_hub_id(name)  # an unknown or unreachable hub id fails in seconds, as in load_model
     try:
         config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as err:
@@ -408,7 +410,7 @@ def load_model_with_progress(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> LoadedModel:
-    """:func:`load_model` with one progress bar per phase and the libraries' own bars and logs silenced.
+    """:func:`load_model` with one progress bar per phase instead of the libraries' own bars.
 
     Phases: converting a GGUF file (first time only), then loading. ``progress=False`` shows nothing.
     """

@@ -18,7 +18,7 @@ from .early_exit import resolve_output_layer
 from .encoder import Encoder
 from .evaluation import (ensure_senteval, evaluate, format_table, library_versions, locate_senteval, tasks_for,
                          write_json)
-from .models import LoadedModel, default_cache_dir, load_model_with_progress, model_num_layers
+from .models import LoadedModel, default_cache_dir, load_model_with_progress, model_num_layers, resolve_device
 
 
 def default_data_dir() -> Path | None:
@@ -44,8 +44,9 @@ def check_layers(config: EncoderConfig, num_layers: int) -> None:
 def load_checked(config: EncoderConfig, *, progress: bool = True) -> LoadedModel:
     """Load ``config.model`` (one bar per phase) once its layer settings fit the model's config.
 
-    The config is read without weights, so a bad layer index fails in seconds, not after the load.
+    The config is read without weights, so a bad layer index (or device) fails in seconds, not after the load.
     """
+    resolve_device(config.device)
     num_layers = model_num_layers(config.model)
     if num_layers is not None:
         check_layers(config, num_layers)
