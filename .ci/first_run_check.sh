@@ -16,7 +16,7 @@ work="$(mktemp -d)"
 server_pid=""
 cleanup() {
     if [[ -n "$server_pid" ]]; then kill "$server_pid" 2>/dev/null || true; fi
-    rm -rf "$work"
+    rm -rf "$work"  # the virtualenv holds torch: this takes a while on a slow disk
 }
 trap cleanup EXIT
 began=$SECONDS
@@ -24,7 +24,12 @@ step() { echo "== first-run check [$((SECONDS - began)) s]: $*"; }
 die() { echo "first-run check FAILED: $*" >&2; exit 1; }
 
 step "build the wheel"
-"$python" -m pip wheel --no-deps -q -w "$work/dist" "$repo"
+# from a copy of the files git knows (tracked, or untracked and not ignored): a stale build/ or
+# egg-info in the checkout cannot leak into the wheel, and the checkout gets none
+mkdir -p "$work/src"
+git -C "$repo" ls-files -z --cached --others --exclude-standard \
+    | tar -C "$repo" --null --no-recursion -T - -cf - | tar -C "$work/src" -xf -
+"$python" -m pip wheel --no-deps -q -w "$work/dist" "$work/src"
 wheel="$(ls "$work"/dist/tpembed-*.whl)"
 "$python" - "$wheel" <<'EOF' || die "the wheel lacks the named configs"
 import sys, zipfile
