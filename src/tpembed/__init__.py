@@ -18,7 +18,9 @@ _EXPORTS = {
     "PACKAGED_MODELS": ".models",
     "PROMPTS": ".prompts",
     "load_model": ".models",
+    "mteb_model": ".integrations",
     "normalize_sentence": ".prompts",
+    "to_sentence_transformer": ".integrations",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -27,6 +29,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .config import EncoderConfig
     from .encoder import Encoder
+    from .integrations import mteb_model, to_sentence_transformer
     from .models import PACKAGED_MODELS, LoadedModel, load_model
     from .prompts import PROMPTS, normalize_sentence
 

@@ -6,7 +6,7 @@ import json
 import math
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +43,11 @@ def _fmt(v: float) -> str:
 
 def format_table(scores: Mapping[str, float], kind: Kind = "sts") -> str:
     """Plain-text box table: tasks as columns in the paper's order, then Avg. (2 decimals)."""
-    heads, values = _columns(scores, kind)
+    return box_table(*_columns(scores, kind))
+
+
+def box_table(heads: Sequence[str], values: Sequence[float]) -> str:
+    """One row of scores under their column names, in the paper tables' plain-text box (2 decimals)."""
     cells = [_fmt(v) for v in values]
     widths = [max(len(h), len(c)) for h, c in zip(heads, cells)]
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"

@@ -1,0 +1,66 @@
+"""What both adapters need: settings from a named config, and one Encoder per prompt template."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections import OrderedDict
+from types import ModuleType
+from typing import Any
+
+from ..config import EncoderConfig, default_config_path, resolve_run_config
+from ..encoder import Encoder
+
+# Per-call templates are few in practice (query / document / a task's own); keep a bounded number.
+_MAX_TEMPLATE_ENCODERS = 16
+
+
+def require(module: str, extra: str, what: str) -> ModuleType:
+    """Import ``module`` or fail with the pip command that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"{what} needs the {module} package: pip install 'tpembed[{extra}]'") from err
+
+
+def resolve_config(config: str | EncoderConfig | None, settings: dict[str, Any]) -> EncoderConfig:
+    """A named config of the shipped YAML, an EncoderConfig or None (defaults), with ``settings`` on top."""
+    if isinstance(config, str):
+        base = resolve_run_config(default_config_path(), config).encoder_config()
+    elif isinstance(config, EncoderConfig):
+        base = config
+    elif config is None:
+        return EncoderConfig(**settings)
+    else:
+        raise ValueError(f"config must be a config name, an EncoderConfig or None, got {type(config).__name__}")
+    return EncoderConfig(**{**base.model_dump(), **settings}) if settings else base
+
+
+class TemplateEncoders:
+    """The base Encoder, plus Encoders for other templates that share its loaded model.
+
+    A template (``{sentence}`` and, under TP, ``{placeholder}``) replaces the config's prompt
+    method; every other setting (plan, TP range, output layer, ``<PST>`` seed ...) stays the base's.
+    """
+
+    def __init__(self, base: Encoder) -> None:
+        self.base = base
+        self._by_template: OrderedDict[str, Encoder] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, template: str | None) -> Encoder:
+        """The Encoder for ``template`` (None or "": the base). Bad templates raise ValueError."""
+        if not template or self.base.prompt.templates == (template,):
+            return self.base
+        if not isinstance(template, str):
+            raise ValueError(f"a prompt template must be a string, got {type(template).__name__}")
+        with self._lock:
+            encoder = self._by_template.get(template)
+            if encoder is None:
+                encoder = Encoder(self.base.loaded, config=self.base.config, template=template)
+                self._by_template[template] = encoder
+                if len(self._by_template) > _MAX_TEMPLATE_ENCODERS:
+                    self._by_template.popitem(last=False)
+            else:
+                self._by_template.move_to_end(template)
+            return encoder
