@@ -42,7 +42,7 @@ def mteb_(
     from ..config import EncoderConfig, default_config_path, parse_overrides, resolve_run_config
 
     try:
-        from ..integrations.mteb import format_scores, mteb_model, run_tasks
+        from ..integrations.mteb import format_scores, mteb_model, resolve_task, run_tasks
     except ImportError as err:
         fail(err)
     with user_errors():
@@ -54,8 +54,11 @@ def mteb_(
         templates = {k: v for k, v in (("query", query_template), ("document", document_template)) if v}
         if output is not None and output.exists() and not output.is_dir():
             raise ValueError(f"--output {str(output)!r} is a file; give a folder")
+        task_list = [resolve_task(t) for t in tasks.split(",") if t.strip()]  # before loading a model
+        if not task_list:
+            raise ValueError("--tasks names no task (e.g. --tasks STSBenchmark,SICK-R)")
         model = mteb_model(encoder_config, templates=templates)
-        results = run_tasks(model, tasks.split(","), output_dir=output)
+        results = run_tasks(model, task_list, output_dir=output)
     typer.echo(f"{model.mteb_model_meta.name} ({model.mteb_model_meta.experiment_name})")
     typer.echo(format_scores(results))
     if output is not None:

@@ -92,9 +92,9 @@ def _experiment(encoder: Encoder, templates: Mapping[str, str]) -> dict[str, Any
         for key in ("tp_starting_index", "tp_exiting_index", "pst_init", "seed"):
             config.pop(key)
     config["dtype"] = str(encoder.loaded.model.dtype).removeprefix("torch.")
-    if templates:
-        config["templates"] = dict(templates)
-    return config
+    config["templates"] = dict(templates)
+    # unset values are left out, as ModelMeta.load_model() leaves them out: the names then agree
+    return {k: v for k, v in config.items() if v is not None and v != {}}
 
 
 def build_model_meta(encoder: Encoder, templates: Mapping[str, str]) -> ModelMeta:
@@ -136,11 +136,12 @@ def build_model_meta(encoder: Encoder, templates: Mapping[str, str]) -> ModelMet
 
 
 def _check_templates(templates: Mapping[str, str] | None) -> dict[str, str]:
+    """Keys MTEB does not know (a typo, or the name of a task of your own) are kept; MTEB warns."""
     templates = dict(templates or {})
-    try:
-        AbsEncoder.validate_task_to_prompt_name(templates)
-    except KeyError as err:
-        raise ValueError(f"unknown templates key(s): {err}") from None
+    bad = [k for k, v in templates.items() if not isinstance(k, str) or not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"templates must map strings to template strings; bad entries: {bad}")
+    AbsEncoder.validate_task_to_prompt_name(templates, raise_for_invalid_keys=False)
     return templates
 
 
@@ -218,7 +219,8 @@ def resolve_task(name: str | AbsTask) -> AbsTask:
         try:
             return mteb.get_task(name)
         except KeyError as err:
-            raise ValueError(str(err).strip("\"'")) from None
+            message = str(err.args[0] if err.args else err)
+            raise ValueError(message.removeprefix("KeyError: ")) from None
     module_name, _, attr = name.partition(":")
     try:
         task = getattr(importlib.import_module(module_name), attr)
