@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -54,6 +55,8 @@ def test_encode_equals_the_encoder_with_sentence_transformers_conventions(tiny):
     assert_close(st.similarity(unit, unit).numpy(), reference.similarity(want, want))
     assert st.get_embedding_dimension() == reference.embedding_dim
     assert st.encode([]).shape == (0,)
+    clone = pickle.loads(pickle.dumps(st))  # multi-process encode ships the model to workers
+    assert_close(clone.encode(SENTENCES), want)
 
 
 def test_a_prompt_is_a_template_for_that_call_never_a_prefix(tiny, tiny_model_dir):

@@ -64,3 +64,11 @@ class TemplateEncoders:
             else:
                 self._by_template.move_to_end(template)
             return encoder
+
+    def __getstate__(self) -> dict[str, Any]:
+        # picklable (sentence-transformers' multi-process encode ships the model to workers)
+        return {"base": self.base, "_by_template": self._by_template}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
