@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -21,6 +22,12 @@ def require(module: str, extra: str, what: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as err:
         raise ImportError(f"{what} needs the {module} package: pip install 'tpembed[{extra}]'") from err
+
+
+def portable_source(model: str) -> str:
+    """An existing local path becomes absolute (so a saved reference works from any folder)."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
 
 
 def resolve_config(config: str | EncoderConfig | None, settings: dict[str, Any]) -> EncoderConfig:

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._shared import TemplateEncoders, require, resolve_config
+from ._shared import TemplateEncoders, portable_source, require, resolve_config
 
 require("mteb", "mteb", "tpembed's MTEB integration")
 
@@ -65,11 +65,6 @@ CITATION = """@inproceedings{fu-etal-2025-token,
 _RUN_SETTINGS = ("model", "device", "batch_size", "max_batch_tokens", "prefix_cache")
 
 
-def _portable_source(model: str) -> str:
-    path = Path(model).expanduser()
-    return str(path.resolve()) if path.exists() else model
-
-
 def _meta_name(model: str) -> str:
     """``tpembed/<model>``: MTEB wants "organization/name"; paths give their last component."""
     path = Path(model).expanduser()
@@ -82,7 +77,7 @@ def _meta_name(model: str) -> str:
 
 def _local_revision(model: str) -> str:
     """No file hash or hub commit: tell models apart by where they were loaded from."""
-    return "local-" + hashlib.sha256(_portable_source(model).encode("utf-8")).hexdigest()[:10]
+    return "local-" + hashlib.sha256(portable_source(model).encode("utf-8")).hexdigest()[:10]
 
 
 def _experiment(encoder: Encoder, templates: Mapping[str, str]) -> dict[str, Any]:
@@ -108,7 +103,7 @@ def build_model_meta(encoder: Encoder, templates: Mapping[str, str]) -> ModelMet
     frameworks = ["PyTorch", "Transformers"] + (["GGUF"] if "sha256" in identity else [])
     return ModelMeta(
         loader=load_tpembed_model,
-        loader_kwargs={k: getattr(config, k) for k in _RUN_SETTINGS} | {"model": _portable_source(source)},
+        loader_kwargs={k: getattr(config, k) for k in _RUN_SETTINGS} | {"model": portable_source(source)},
         name=_meta_name(source),
         revision=revision,
         release_date=None,

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import torch
 
-from ._shared import require, resolve_config, TemplateEncoders
+from ._shared import TemplateEncoders, portable_source, require, resolve_config
 
 require("sentence_transformers", "st", "tpembed's sentence-transformers integration")
 
@@ -35,12 +33,6 @@ from ..encoder import Encoder  # noqa: E402
 
 # The identity fields that pin the weights a saved model was built on.
 _WEIGHT_KEYS = ("sha256", "revision")
-
-
-def _portable_source(model: str) -> str:
-    """An existing local path becomes absolute (so a saved model loads from any folder)."""
-    path = Path(model).expanduser()
-    return str(path.resolve()) if path.exists() else model
 
 
 class TPEmbed(InputModule):
@@ -125,7 +117,7 @@ class TPEmbed(InputModule):
 
     def get_config_dict(self) -> dict[str, Any]:
         settings = self.encoder.config.model_dump()
-        settings["model"] = _portable_source(settings["model"])
+        settings["model"] = portable_source(settings["model"])
         identity = self.encoder.loaded.identity
         weights = {k: identity[k] for k in _WEIGHT_KEYS if identity.get(k) is not None}
         return {"tpembed_version": __version__, "settings": settings, "weights": weights}
