@@ -13,8 +13,11 @@ One process, one model (the packaged SmolLM2-135M by default), the same STS-B te
                     it cannot place the sentence inside the prompt; no TP, no early exit).
 
 Timing: the first --limit distinct sentences, variants interleaved across --repeats (the first
-variant rotates), medians. Quality: one more pass per variant over the whole STS-B test set,
-scored by the same code as ``tpembed eval --task-set stsb`` (Spearman x100).
+variant rotates). Each run records wall time and the process's CPU time; on a shared machine CPU
+time (with --threads 1) is the steadier measure of work. Reported: medians, and the median over
+repeats of each variant's time / the encoder's time in the same repeat. Quality: one more pass per
+variant over the whole STS-B test set, scored by the same code as ``tpembed eval --task-set stsb``
+(Spearman x100).
 
 Example:
     python benchmarks/sentence_transformers_compare.py --limit 320 --repeats 3 --threads 1 --out results/st_compare.json
@@ -105,17 +108,23 @@ def main() -> None:
     for fn in variants.values():  # warm-up (allocator, first-call overheads)
         fn(sentences[: 2 * batch_size])
 
-    times: dict[str, list[float]] = {n: [] for n in names}
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     outputs: dict[str, np.ndarray] = {}
     for r in range(args.repeats):
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             outputs[name] = np.asarray(variants[name](sentences))
-            times[name].append(time.perf_counter() - start)
-            print(f"repeat {r + 1}/{args.repeats} {name}: {times[name][-1]:.2f} s", flush=True)
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+            print(f"repeat {r + 1}/{args.repeats} {name}: {wall[name][-1]:.2f} s wall, {cpu[name][-1]:.2f} s CPU",
+                  flush=True)
 
-    median = {n: statistics.median(times[n]) for n in names}
+    median = {n: statistics.median(wall[n]) for n in names}
+    median_cpu = {n: statistics.median(cpu[n]) for n in names}
+    ratio = {n: statistics.median(a / b for a, b in zip(wall[n], wall["encoder"])) for n in names}
+    ratio_cpu = {n: statistics.median(a / b for a, b in zip(cpu[n], cpu["encoder"])) for n in names}
     scale = float(np.abs(outputs["encoder"]).max())
     diffs = {
         "st-tpembed vs encoder": float(np.abs(outputs["st-tpembed"] - outputs["encoder"]).max()),
@@ -130,12 +139,13 @@ def main() -> None:
 
     print(f"\n{len(sentences)} sentences, batch size {batch_size}, {torch.get_num_threads()} thread(s), "
           f"config {args.config} ({config.use_which_plan}, output layer {config.output_layer})")
-    print("| variant | median s | sentences/s | time / encoder | STS-B test Spearman |")
-    print("|---|---|---|---|---|")
+    print("| variant | median wall s | sentences/s (wall) | median CPU s | sentences/CPU s "
+          "| wall / encoder | CPU / encoder | STS-B test Spearman |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in names:
         score = f"{quality[name]:.2f}" if name in quality else "-"
-        print(f"| {name} | {median[name]:.2f} | {len(sentences) / median[name]:.1f} | "
-              f"{median[name] / median['encoder']:.3f} | {score} |")
+        print(f"| {name} | {median[name]:.2f} | {len(sentences) / median[name]:.1f} | {median_cpu[name]:.2f} | "
+              f"{len(sentences) / median_cpu[name]:.1f} | {ratio[name]:.3f} | {ratio_cpu[name]:.3f} | {score} |")
     for what, diff in diffs.items():
         print(f"max abs diff {what}: {diff:.3g} (largest entry {scale:.3g})")
 
@@ -143,7 +153,8 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({
             "config": args.config, "settings": config.model_dump(), "sentences": len(sentences),
-            "batch_size": batch_size, "threads": torch.get_num_threads(), "times": times, "median": median,
+            "batch_size": batch_size, "threads": torch.get_num_threads(), "wall": wall, "cpu": cpu,
+            "median_wall": median, "median_cpu": median_cpu, "ratio_wall": ratio, "ratio_cpu": ratio_cpu,
             "stsb_test_spearman": quality, "max_abs_diff": diffs, "versions": library_versions(),
             "machine": platform.platform(),
         }, indent=2))
