@@ -1,9 +1,9 @@
 """tpembed inside sentence-transformers (6.x): an input module that runs the Encoder for each batch.
 
 ``SentenceTransformer(modules=[TPEmbed(...)])`` (or :func:`to_sentence_transformer`) gives a model
-whose ``encode`` returns exactly ``Encoder.encode``'s vectors: the module receives the raw texts,
-the Encoder renders the prompt, applies Token Prepending, stops at the output layer and returns
-the last-token states as ``sentence_embedding``.
+whose ``encode`` returns ``Encoder.encode``'s vectors (equal up to batch composition, 1e-4): the
+module receives the raw texts, the Encoder renders the prompt, applies Token Prepending, stops at
+the output layer and returns the last-token states as ``sentence_embedding``.
 
 Saving writes ``tpembed_config.json`` (the Encoder settings and the identity of the weights), not
 the weights: they are referenced by their source (packaged name, .gguf path, HF folder or hub id)
@@ -18,7 +18,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
-
 
 from ._shared import TemplateEncoders, portable_source, require, resolve_config
 
@@ -38,8 +37,8 @@ _WEIGHT_KEYS = ("sha256", "revision")
 class TPEmbed(InputModule):
     """A sentence-transformers input module that embeds texts with a tpembed :class:`~tpembed.Encoder`.
 
-    ``config`` is an :class:`~tpembed.EncoderConfig` (or None), ``settings`` are Encoder keywords
-    on top; or pass a ready ``encoder``. The module tokenises nothing itself: ``preprocess`` checks
+    ``config`` is a named config, an :class:`~tpembed.EncoderConfig` or None, ``settings`` are
+    Encoder keywords on top; or pass a ready ``encoder``. The module tokenises nothing itself: ``preprocess`` checks
     the texts and the prompt, ``forward`` calls ``Encoder.encode`` on the batch.
 
     A ``prompt`` (or ``prompt_name``) given to ``SentenceTransformer.encode`` is a tpembed template
@@ -54,7 +53,7 @@ class TPEmbed(InputModule):
 
     def __init__(
         self,
-        config: EncoderConfig | None = None,
+        config: str | EncoderConfig | None = None,
         *,
         encoder: Encoder | None = None,
         **settings: Any,
