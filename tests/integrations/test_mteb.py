@@ -71,11 +71,15 @@ def test_model_meta_is_complete_and_keys_results_by_every_setting(tiny_mteb, tin
         (MockClusteringTask, None, None),  # no key matches: the config's prompt
     ],
 )
-def test_templates_follow_mtebs_precedence_and_reach_the_encoder(tiny_mteb, tiny_model_dir, task, prompt_type, template):
+def test_templates_follow_mtebs_precedence_and_reach_the_encoder(
+    tiny_mteb, tiny_model_dir, task, prompt_type, template
+):
     metadata = task().metadata
     assert tiny_mteb.template_for(metadata, prompt_type) == template
     batches = [{"text": TEXTS[:2]}, {"text": TEXTS[2:]}]
-    got = tiny_mteb.encode(batches, task_metadata=metadata, hf_split="test", hf_subset="default", prompt_type=prompt_type)
+    got = tiny_mteb.encode(
+        batches, task_metadata=metadata, hf_split="test", hf_subset="default", prompt_type=prompt_type
+    )
     want = Encoder(model=tiny_model_dir, template=template, **TINY_SETTINGS).encode(TEXTS)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
 
@@ -115,6 +119,9 @@ def test_cli_errors_are_one_line_and_come_before_loading_the_model():
     assert result.exit_code == 2 and "not an MTEB task" in result.output
     result = runner.invoke(app, ["mteb", "--tasks", " , "])
     assert result.exit_code == 2 and "names no task" in result.output
+    result = runner.invoke(app, ["mteb", "--tasks", "STSBenchmark", "--model", "/no/such/model",
+                                 "--query-template", 'Query : "{sentence}"'])  # TP needs {placeholder}
+    assert result.exit_code == 2 and "{placeholder}" in result.output
 
 
 class SentEvalSTSBenchmark(AbsTaskSTS):

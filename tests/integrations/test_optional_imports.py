@@ -26,6 +26,7 @@ for build, extra in ((tpembed.to_sentence_transformer, "tpembed[st]"), (tpembed.
 from typer.testing import CliRunner
 result = CliRunner().invoke(tpembed.cli.app, ["mteb", "--tasks", "STSBenchmark"])
 assert result.exit_code == 2 and "tpembed[mteb]" in result.output, result.output
+assert "torch" not in sys.modules, "a missing extra should fail before torch loads"
 print("ok")
 """
 

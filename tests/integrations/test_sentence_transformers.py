@@ -124,7 +124,8 @@ def test_save_and_load_round_trip(tiny, tiny_model_dir, tmp_path):
 
     # model_kwargs override saved settings; unknown ones are errors
     layer2 = SentenceTransformer(str(tmp_path), trust_remote_code=True, model_kwargs={"output_layer": 2})
-    assert_close(layer2.encode(SENTENCES), Encoder(model=tiny_model_dir, output_layer=2, **TINY_SETTINGS).encode(SENTENCES))
+    want = Encoder(model=tiny_model_dir, output_layer=2, **TINY_SETTINGS).encode(SENTENCES)
+    assert_close(layer2.encode(SENTENCES), want)
     with pytest.raises(ValueError, match="no_such_setting"):
         SentenceTransformer(str(tmp_path), trust_remote_code=True, model_kwargs={"no_such_setting": 1})
 
@@ -148,7 +149,8 @@ def smollm2():
 @pytest.mark.packaged
 @pytest.mark.parametrize("plan", ["vanilla", "tp"])
 def test_packaged_smollm2_through_sentence_transformers_equals_the_encoder(plan, smollm2, tmp_path):
-    settings = {"device": "cpu", "use_which_plan": plan, "tp_starting_index": 1, "tp_exiting_index": 2, "output_layer": 28}
+    settings = {"device": "cpu", "use_which_plan": plan, "tp_starting_index": 1, "tp_exiting_index": 2,
+                "output_layer": 28}
     st = to_sentence_transformer(model="smollm2-135m", **settings)  # its own copy of the weights
     want = Encoder(smollm2, **settings).encode(SENTENCES)
     assert_close(st.encode(SENTENCES, batch_size=3), want)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from ..config import EncoderConfig, default_config_path, resolve_run_config
@@ -14,14 +12,6 @@ from ..encoder import Encoder
 
 # Per-call templates are few in practice (query / document / a task's own); keep a bounded number.
 _MAX_TEMPLATE_ENCODERS = 16
-
-
-def require(module: str, extra: str, what: str) -> ModuleType:
-    """Import ``module`` or fail with the pip command that installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise ImportError(f"{what} needs the {module} package: pip install 'tpembed[{extra}]'") from err
 
 
 def portable_source(model: str) -> str:

@@ -31,8 +31,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._shared import TemplateEncoders, portable_source, require, resolve_config
+from ._extras import require
 
+# before anything heavy, so a missing extra fails fast
 require("mteb", "mteb", "tpembed's MTEB integration")
 
 import mteb  # noqa: E402
@@ -43,6 +44,8 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction  # noqa: E402
 from ..config import EncoderConfig  # noqa: E402
 from ..encoder import Encoder  # noqa: E402
 from ..evaluation.report import box_table  # noqa: E402
+from ..prompts import custom_prompt  # noqa: E402
+from ._shared import TemplateEncoders, portable_source, resolve_config  # noqa: E402
 
 if TYPE_CHECKING:
     import numpy as np
@@ -130,12 +133,17 @@ def build_model_meta(encoder: Encoder, templates: Mapping[str, str]) -> ModelMet
     )
 
 
-def _check_templates(templates: Mapping[str, str] | None) -> dict[str, str]:
-    """Keys MTEB does not know (a typo, or the name of a task of your own) are kept; MTEB warns."""
+def check_templates(templates: Mapping[str, str] | None, *, use_tp: bool) -> dict[str, str]:
+    """Valid templates (ValueError otherwise), checked without a model.
+
+    Keys MTEB does not know (a typo, or the name of a task of your own) are kept; MTEB warns.
+    """
     templates = dict(templates or {})
     bad = [k for k, v in templates.items() if not isinstance(k, str) or not isinstance(v, str)]
     if bad:
         raise ValueError(f"templates must map strings to template strings; bad entries: {bad}")
+    for template in templates.values():
+        custom_prompt(template, use_placeholder=use_tp)
     AbsEncoder.validate_task_to_prompt_name(templates, raise_for_invalid_keys=False)
     return templates
 
@@ -150,10 +158,8 @@ class TPEmbedMTEB(AbsEncoder):
 
     def __init__(self, encoder: Encoder, templates: Mapping[str, str] | None = None) -> None:
         self.model = encoder
-        self.templates = _check_templates(templates)
+        self.templates = check_templates(templates, use_tp=encoder.use_tp)  # fails now, not mid-benchmark
         self._encoders = TemplateEncoders(encoder)
-        for template in self.templates.values():  # a bad template fails now, not mid-benchmark
-            self._encoders.get(template)
         self.mteb_model_meta = build_model_meta(encoder, self.templates)
 
     def template_for(self, task_metadata: TaskMetadata, prompt_type: PromptType | None) -> str | None:

@@ -19,8 +19,9 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._shared import TemplateEncoders, portable_source, require, resolve_config
+from ._extras import require
 
+# before anything heavy, so a missing extra fails fast
 require("sentence_transformers", "st", "tpembed's sentence-transformers integration")
 
 from sentence_transformers import SentenceTransformer  # noqa: E402
@@ -29,6 +30,7 @@ from sentence_transformers.base.modules import InputModule  # noqa: E402
 from .. import __version__  # noqa: E402
 from ..config import EncoderConfig  # noqa: E402
 from ..encoder import Encoder  # noqa: E402
+from ._shared import TemplateEncoders, portable_source, resolve_config  # noqa: E402
 
 # The identity fields that pin the weights a saved model was built on.
 _WEIGHT_KEYS = ("sha256", "revision")
