@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -104,7 +105,7 @@ class EmbeddingCache:
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.db_path, timeout=_BUSY_TIMEOUT_S)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(db)
             status = db.execute("PRAGMA quick_check").fetchone()[0]
             if status != "ok":
                 raise _Damaged(f"quick_check: {status}")
@@ -269,6 +270,23 @@ class EmbeddingCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while busy: SQLite does not call its busy handler when
+    two processes switch a fresh database at once, so the loser gets "database is locked" at once."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    pause = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            code = getattr(err, "sqlite_errorcode", sqlite3.SQLITE_BUSY)
+            if code & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.25)
 
 
 @contextmanager
