@@ -30,18 +30,6 @@ def _served_configs(names: list[str], config_file: Path | None, settings: dict[s
     return {name: resolve_run_config(path, name, settings).encoder_config() for name in names}
 
 
-def _check_before_loading(configs: dict[str, Any]) -> None:
-    """Device and layer settings against each model's config (no weights): fails in seconds."""
-    from ..models import model_num_layers, resolve_device
-    from ..run import check_layers
-
-    for config in configs.values():
-        resolve_device(config.device)
-        num_layers = model_num_layers(config.model)
-        if num_layers is not None:
-            check_layers(config, num_layers)
-
-
 @app.command()
 @encoder_options
 def serve(
@@ -85,7 +73,10 @@ def serve(
         settings["batch_size"] = max_batch_size
     with user_errors():
         configs = _served_configs(list(names or []), config, settings)
-        _check_before_loading(configs)
+        from ..run import check_before_loading
+
+        for served_config in configs.values():
+            check_before_loading(served_config)
     try:
         import uvicorn
 
