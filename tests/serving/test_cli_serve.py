@@ -72,3 +72,16 @@ def test_serve_process_answers_with_its_key_and_exits_0_on_sigterm(tmp_path):
             process.communicate()
     assert process.returncode == 0, output
     assert "API key required" in output
+
+
+def test_a_model_that_fails_to_load_stops_the_server_with_a_one_line_error(tmp_path):
+    model_dir = tmp_path / "no-weights"
+    make_model("llama").config.save_pretrained(model_dir)  # a config (the fast checks pass) but no weights
+    make_tokenizer().save_pretrained(model_dir)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    command = [sys.executable, "-c", "from tpembed.cli import app; app()", "serve", "--model", str(model_dir),
+               "--device", "cpu", "--use-which-plan", "vanilla", "--port", str(_free_port())]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "error: loading failed:" in result.stderr and "Traceback" not in result.stderr, result.stderr
