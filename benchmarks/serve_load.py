@@ -1,6 +1,6 @@
 """Load test of the embeddings server: throughput and latency against direct Encoder calls.
 
-    OMP_NUM_THREADS=1 python benchmarks/serve_load.py --requests 64 --clients 1 8 32 64 --rounds 2 --torch-threads 1
+    OMP_NUM_THREADS=1 python benchmarks/serve_load.py --requests 48 --clients 1 8 32 --rounds 2 --torch-threads 1
 
 Requests of 1-32 distinct STS-B dev sentences (seeded) are sent by N concurrent clients (threads
 with their own httpx connection, base64 as the openai client asks) to a uvicorn server on
@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--unbatched-clients", type=int, nargs="*", default=[32], help="batching off at these")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-round-sentences", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--out", type=Path, default=None, help="write every figure as JSON")
@@ -167,8 +168,8 @@ def main() -> None:
 
     def app(batched: bool):
         # batching off: one request per encode call (a round holds one request) and no waiting
-        options = {"max_batch_size": config.batch_size, "max_wait_ms": args.max_wait_ms} if batched else {
-            "max_batch_size": 1, "max_wait_ms": 0}
+        options = {"max_round_sentences": args.max_round_sentences, "max_wait_ms": args.max_wait_ms} if batched else {
+            "max_round_sentences": 1, "max_wait_ms": 0}
         return create_app({args.config: config}, loader=lambda c: loaded, max_queue=len(requests) + 1, **options)
 
     results: dict[str, list[dict]] = {}

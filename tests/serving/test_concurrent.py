@@ -30,7 +30,7 @@ def _requests(n: int) -> list[tuple[str, list[str], str]]:
 def test_64_concurrent_clients_on_two_configs_get_their_solo_vectors(tiny_app_factory, tiny_reference):
     requests = _requests(64)
     alone = [tiny_reference[name].encode(sentences, show_progress_bar=False) for name, sentences, _ in requests]
-    with running(tiny_app_factory(max_batch_size=32, max_wait_ms=20)) as server:
+    with running(tiny_app_factory(max_round_sentences=32, max_wait_ms=20)) as server:
         server.wait_loaded()
         worker = server.served.workers["tiny"]
         lock = next(iter(worker.encoders.values())).loaded.lock

@@ -46,9 +46,13 @@ def serve(
     ] = None,
     max_batch_size: Annotated[
         Optional[int],
-        typer.Option("--max-batch-size", min=1, help="sentences per forward pass and per merged round "
-                     "(default: each config's batch_size)"),
+        typer.Option("--max-batch-size", min=1, help="sentences per forward pass (default: each config's batch_size)"),
     ] = None,
+    max_round_sentences: Annotated[
+        int,
+        typer.Option("--max-round-sentences", min=1, help="sentences of concurrent requests merged into one "
+                     "length-sorted encode call (more: throughput, less: latency)"),
+    ] = 256,
     max_wait_ms: Annotated[
         float, typer.Option("--max-wait-ms", min=0, help="how long the worker waits to fill a round")
     ] = 5.0,
@@ -94,7 +98,7 @@ def serve(
     application = create_app(
         configs,
         api_key=api_key or None,
-        max_batch_size=max(c.batch_size for c in configs.values()),
+        max_round_sentences=max_round_sentences,
         max_wait_ms=max_wait_ms,
         max_queue=max_queue,
         max_inputs_per_request=max_inputs_per_request,

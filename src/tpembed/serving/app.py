@@ -111,7 +111,7 @@ def create_app(
     configs: Mapping[str, EncoderConfig],
     *,
     api_key: str | None = None,
-    max_batch_size: int = 32,
+    max_round_sentences: int = 256,
     max_wait_ms: float = 5.0,
     max_queue: int = 1024,
     max_inputs_per_request: int = 2048,
@@ -123,10 +123,13 @@ def create_app(
 
     Models load in the background when the app starts; ``/health`` answers 503 until they are
     ready. ``api_key`` (when given) is required as ``Authorization: Bearer KEY`` on ``/v1/*``.
+    Each loaded model's worker merges waiting requests into rounds of up to ``max_round_sentences``
+    (waiting at most ``max_wait_ms`` to fill one) and holds at most ``max_queue`` waiting requests
+    (more: 503). ``loader`` loads a config's model (default: :func:`~tpembed.run.load_checked`).
     """
     metrics = Metrics()
     served = ServedModels(
-        configs, metrics, loader=loader, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms,
+        configs, metrics, loader=loader, max_round_sentences=max_round_sentences, max_wait_ms=max_wait_ms,
         max_queue=max_queue, on_error=on_load_error,
     )
     created = int(time.time())

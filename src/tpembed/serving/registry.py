@@ -43,7 +43,7 @@ class ServedModels:
         metrics: Metrics,
         *,
         loader: Loader | None = None,
-        max_batch_size: int = 32,
+        max_round_sentences: int = 256,
         max_wait_ms: float = 5.0,
         max_queue: int = 1024,
         on_error: Callable[[BaseException], None] | None = None,
@@ -53,7 +53,7 @@ class ServedModels:
         self.configs = dict(configs)
         self.metrics = metrics
         self.loader = loader or default_loader
-        self.worker_options = dict(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, max_queue=max_queue)
+        self.worker_options = dict(max_round_sentences=max_round_sentences, max_wait_ms=max_wait_ms, max_queue=max_queue)
         self.on_error = on_error
         self.state: Literal["idle", "loading", "ready", "failed"] = "idle"
         self.error: str | None = None

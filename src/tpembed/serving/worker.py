@@ -1,9 +1,11 @@
 """One model worker: a thread that owns a loaded model and merges concurrent requests into batches.
 
-Requests wait in a bounded queue. The worker takes the requests at its head (waiting at most
-``max_wait_ms`` for more, up to ``max_batch_size`` sentences), runs each served config's share
-as one :meth:`Encoder.encode` call (length-sorted, token-budgeted batches, order restored) and
-scatters the vectors back. Configs that share the model share this worker, so one forward runs
+Requests wait in a bounded queue. The worker takes the requests at its head as one round
+(waiting at most ``max_wait_ms`` for more, up to ``max_round_sentences`` sentences), runs each
+served config's share as one :meth:`Encoder.encode` call (length-sorted forward batches of the
+config's ``batch_size`` rows under its ``max_batch_tokens``, order restored) and scatters the
+vectors back. A larger round sorts more sentences by length (less padding, more throughput);
+every request in it is answered when the round ends (more latency). Configs that share the model share this worker, so one forward runs
 at a time on it; the Encoder's lock keeps their per-call settings apart.
 """
 
@@ -55,13 +57,13 @@ class ModelWorker:
         encoders: Mapping[str, Encoder],
         metrics: Metrics,
         *,
-        max_batch_size: int = 32,
+        max_round_sentences: int = 256,
         max_wait_ms: float = 5.0,
         max_queue: int = 1024,
     ) -> None:
         self.encoders = dict(encoders)
         self.metrics = metrics
-        self.max_batch_size = max_batch_size
+        self.max_round_sentences = max_round_sentences
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
         self._queue: deque[Job] = deque()
@@ -111,14 +113,14 @@ class ModelWorker:
             if self._stopping:
                 return None
             deadline = time.monotonic() + self.max_wait
-            while sum(len(j.sentences) for j in self._queue) < self.max_batch_size and not self._stopping:
+            while sum(len(j.sentences) for j in self._queue) < self.max_round_sentences and not self._stopping:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
             jobs: list[Job] = []
             count = 0
-            while self._queue and (not jobs or count + len(self._queue[0].sentences) <= self.max_batch_size):
+            while self._queue and (not jobs or count + len(self._queue[0].sentences) <= self.max_round_sentences):
                 job = self._queue.popleft()
                 self.metrics.queue_depth.dec()
                 # False: the client disconnected and its future was cancelled before its turn
