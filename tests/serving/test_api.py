@@ -238,3 +238,43 @@ def _accepts(url: str) -> bool:
     except httpx.TransportError:
         return False
     return True
+
+
+def test_a_request_the_encoder_refuses_fails_alone_not_its_round(tiny_app_factory, tiny_reference):
+    with running(tiny_app_factory(max_wait_ms=0)) as server:
+        server.wait_loaded()
+        worker = server.served.workers["tiny"]
+        encoder = worker.encoders["tiny"]
+        real_encode = encoder.encode
+        calls = []
+
+        def picky_encode(sentences, **kwargs):  # stands in for any input the Encoder rejects
+            calls.append(list(sentences))
+            if "boom" in sentences:
+                raise ValueError("this text cannot be encoded")
+            return real_encode(sentences, **kwargs)
+
+        encoder.encode = picky_encode
+        results = {}
+        bodies = {"blocker": "a", "good": ["hi", "the cat sat on the mat ."], "bad": ["x", "boom"]}
+        threads = {
+            k: threading.Thread(target=lambda k=k, v=v: results.setdefault(k, post(server, {"model": "tiny", "input": v})))
+            for k, v in bodies.items()
+        }
+        with encoder.loaded.lock:
+            threads["blocker"].start()
+            wait_until(lambda: worker.running == 1, what="the first request to be taken")
+            threads["good"].start()
+            wait_until(lambda: worker.waiting == 1, what="the good request to queue")
+            threads["bad"].start()
+            wait_until(lambda: worker.waiting == 2, what="the bad request to queue")
+        for t in threads.values():
+            t.join(30)
+        assert ["hi", "the cat sat on the mat .", "x", "boom"] in calls  # the two were merged, then retried apart
+        bad = results["bad"]
+        assert bad.status_code == 400 and "cannot be encoded" in bad.json()["error"]["message"]
+        good = results["good"]
+        assert good.status_code == 200
+        np.testing.assert_array_equal(
+            np.float32([d["embedding"] for d in good.json()["data"]]), tiny_reference["tiny"].encode(bodies["good"])
+        )
