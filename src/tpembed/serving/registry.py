@@ -53,7 +53,9 @@ class ServedModels:
         self.configs = dict(configs)
         self.metrics = metrics
         self.loader = loader or default_loader
-        self.worker_options = dict(max_round_sentences=max_round_sentences, max_wait_ms=max_wait_ms, max_queue=max_queue)
+        self.worker_options = dict(
+            max_round_sentences=max_round_sentences, max_wait_ms=max_wait_ms, max_queue=max_queue
+        )
         self.on_error = on_error
         self.state: Literal["idle", "loading", "ready", "failed"] = "idle"
         self.error: str | None = None

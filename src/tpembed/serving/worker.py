@@ -5,8 +5,9 @@ Requests wait in a bounded queue. The worker takes the requests at its head as o
 served config's share as one :meth:`Encoder.encode` call (length-sorted forward batches of the
 config's ``batch_size`` rows under its ``max_batch_tokens``, order restored) and scatters the
 vectors back. A larger round sorts more sentences by length (less padding, more throughput);
-every request in it is answered when the round ends (more latency). Configs that share the model share this worker, so one forward runs
-at a time on it; the Encoder's lock keeps their per-call settings apart.
+every request in it is answered when the round ends (more latency). Configs that share the model
+share this worker, so one forward runs at a time on it; the Encoder's lock keeps their per-call
+settings apart.
 """
 
 from __future__ import annotations
