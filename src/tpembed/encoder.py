@@ -240,6 +240,19 @@ class Encoder:
             out[k] = per_template.mean(axis=0)[order]
         return out
 
+    def count_tokens(self, sentences: str | Sequence[str]) -> list[int]:
+        """Prompt tokens each sentence is encoded with (prompt included, after truncation).
+
+        Summed over the prompt method's templates (each template is one forward row), so it is
+        what :meth:`encode` feeds the model for that sentence; a server reports it as usage.
+        """
+        items = _validate_sentences(sentences)
+        unique = list(dict.fromkeys(normalize_sentence(s) for s in items))
+        with self.loaded.lock:  # the tokenizer is shared (and toggles state per call)
+            groups = self._tokenize_all(unique)
+        per_sentence = {s: sum(len(group[i].ids) for group in groups) for i, s in enumerate(unique)}
+        return [per_sentence[normalize_sentence(s)] for s in items]
+
     def _tokenize_all(self, sentences: list[str]) -> list[list[PromptTokens]]:
         """One list of prompts per template, each in sentence order."""
         return [self._tokenize(template, sentences) for template in self.prompt.templates]

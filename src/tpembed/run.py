@@ -41,15 +41,20 @@ def check_layers(config: EncoderConfig, num_layers: int) -> None:
         )
 
 
+def check_before_loading(config: EncoderConfig) -> None:
+    """The device and layer settings against the model's config, read without its weights (seconds)."""
+    resolve_device(config.device)
+    num_layers = model_num_layers(config.model)
+    if num_layers is not None:
+        check_layers(config, num_layers)
+
+
 def load_checked(config: EncoderConfig, *, progress: bool = True) -> LoadedModel:
     """Load ``config.model`` (one bar per phase) once its layer settings fit the model's config.
 
     The config is read without weights, so a bad layer index (or device) fails in seconds, not after the load.
     """
-    resolve_device(config.device)
-    num_layers = model_num_layers(config.model)
-    if num_layers is not None:
-        check_layers(config, num_layers)
+    check_before_loading(config)
     return load_model_with_progress(config.model, device=config.device, dtype=config.dtype, progress=progress)
 
 

@@ -1,0 +1,122 @@
+"""``tpembed serve``: an OpenAI-compatible embeddings server for one or more named configs."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ._app import app
+from ._common import encoder_options, fail, user_errors
+
+
+def _served_configs(names: list[str], config_file: Path | None, settings: dict[str, Any]) -> dict[str, Any]:
+    """Served name -> EncoderConfig: named entries (options override them), else the options alone."""
+    from ..config import EncoderConfig, default_config_path, load_config_file, resolve_run_config
+
+    path = config_file or default_config_path()
+    if not names and not settings:
+        default = load_config_file(path).default_config
+        if default is None:
+            raise ValueError(f"{path} has no default_config: name the configs to serve")
+        names = [default]
+    if not names:  # settings given as options only: served under the model's name
+        config = EncoderConfig(**settings)
+        return {config.model: config}
+    if len(set(names)) != len(names):
+        raise ValueError(f"a config is named twice: {' '.join(names)}")
+    return {name: resolve_run_config(path, name, settings).encoder_config() for name in names}
+
+
+@app.command()
+@encoder_options
+def serve(
+    names: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="named configs to serve (request 'model' = a name); default: the default config"),
+    ] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of named configs")] = None,
+    host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8000,
+    api_key: Annotated[
+        Optional[str],
+        typer.Option("--api-key", envvar="TPEMBED_API_KEY", help="require 'Authorization: Bearer KEY' on /v1/*"),
+    ] = None,
+    max_batch_size: Annotated[
+        Optional[int],
+        typer.Option("--max-batch-size", min=1, help="sentences per forward pass (default: each config's batch_size)"),
+    ] = None,
+    max_round_sentences: Annotated[
+        int,
+        typer.Option("--max-round-sentences", min=1, help="sentences of concurrent requests merged into one "
+                     "length-sorted encode call (more: throughput, less: latency)"),
+    ] = 256,
+    max_wait_ms: Annotated[
+        float, typer.Option("--max-wait-ms", min=0, help="how long the worker waits to fill a round")
+    ] = 5.0,
+    max_queue: Annotated[
+        int, typer.Option("--max-queue", min=1, help="requests waiting per model before 503 'overloaded'")
+    ] = 1024,
+    max_inputs_per_request: Annotated[
+        int, typer.Option("--max-inputs-per-request", min=1, help="inputs in one request (more: 413)")
+    ] = 2048,
+    max_input_chars: Annotated[
+        int, typer.Option("--max-input-chars", min=1, help="characters in one input (more: 413)")
+    ] = 100_000,
+    settings: dict[str, Any] | None = None,
+) -> None:
+    """Serve embeddings over HTTP with OpenAI's API (/v1/embeddings, /v1/models, /health, /metrics).
+
+    Several named configs of one model share one copy of its weights. Ctrl-C or SIGTERM stops it
+    gracefully (requests in flight are finished first).
+    """
+    settings = dict(settings or {})
+    if max_batch_size is not None:
+        settings["batch_size"] = max_batch_size
+    with user_errors():
+        configs = _served_configs(list(names or []), config, settings)
+        from ..run import check_before_loading
+
+        for served_config in configs.values():
+            check_before_loading(served_config)
+    try:
+        import uvicorn
+
+        from ..serving import create_app
+    except ImportError as err:
+        fail(err)
+    from ..run import load_checked
+
+    server: uvicorn.Server | None = None
+
+    def stop_on_load_error(err: BaseException) -> None:
+        if server is not None:
+            server.should_exit = True
+
+    application = create_app(
+        configs,
+        api_key=api_key or None,
+        max_round_sentences=max_round_sentences,
+        max_wait_ms=max_wait_ms,
+        max_queue=max_queue,
+        max_inputs_per_request=max_inputs_per_request,
+        max_input_chars=max_input_chars,
+        loader=lambda c: load_checked(c, progress=True),
+        on_load_error=stop_on_load_error,
+    )
+    access = "API key required" if api_key else "open: no API key (set --api-key or $TPEMBED_API_KEY)"
+    typer.echo(f"serving {', '.join(configs)} on http://{host}:{port}/v1 ({access}); loading...", err=True)
+    server = uvicorn.Server(uvicorn.Config(application, host=host, port=port, timeout_graceful_shutdown=60))
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler it found: make that
+    # one a no-op, so a clean stop exits 0 (as process managers expect) instead of dying by the signal
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    server.run()
+    served = application.state.served
+    if served.state == "failed":
+        fail(f"loading failed: {served.error}")
+    if not server.started:
+        raise typer.Exit(1)  # uvicorn has said why (port in use, ...)
+
+
