@@ -18,6 +18,8 @@ def run_local(run: PreparedRun, config: EncoderConfig, *, progress: bool = True)
     from ..run import load_checked
 
     todo = run.todo()
+    if not todo:  # a finished run again: nothing to load
+        return run.counts(), {}
     encoder = Encoder(load_checked(config, progress=progress), config=config)
     with tqdm(total=sum(s.rows for s in todo), desc="embedding", unit="row", unit_scale=True, disable=not progress,
               file=sys.stderr, smoothing=0.1) as bar:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -81,6 +82,9 @@ def finish_run(run: PreparedRun, counts: list[dict[str, int]], extra: dict[str, 
     from ..evaluation.report import library_versions
 
     merge_rejects(run.out, run.shards)
+    previous = run.out / MANIFEST_FILE
+    if not extra.get("model") and previous.exists():  # nothing left to embed: the model of the earlier run
+        extra = {**extra, "model": json.loads(previous.read_text(encoding="utf-8")).get("model", {})}
     wall = time.time() - run.started
     data = manifest(run.out, run.shards, counts, {
         **extra,
