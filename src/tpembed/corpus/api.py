@@ -47,6 +47,8 @@ def embed_corpus(
     (or ``RAY_ADDRESS``) or starts a local one. The output is the same as the local engine's.
     """
     from ..integrations._shared import resolve_config
+    from ..models import model_num_layers
+    from ..run import check_layers
 
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -56,6 +58,9 @@ def embed_corpus(
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     columns = Columns(text=text_column, id=id_column)
+    num_layers = model_num_layers(resolved.model)  # a bad layer index fails before anything is written
+    if num_layers is not None:
+        check_layers(resolved, num_layers)
     run = prepare_run(list(inputs), output, resolved, columns, rows_per_shard, keep_text)
     if engine == "local":
         from .local import run_local

@@ -70,14 +70,8 @@ def run_ray(
     """Embed the shards not done yet on a Ray actor pool; return every shard's counts and the model identity."""
     from tqdm.auto import tqdm
 
-    from ..models import model_num_layers
-    from ..run import check_layers
-
     ray = require("ray", "ray", "the Ray engine")
     require("ray.data", "ray", "the Ray engine")
-    num_layers = model_num_layers(config.model)  # a bad layer index fails here, not in every actor
-    if num_layers is not None:
-        check_layers(config, num_layers)
     todo = run.todo()
     identity: dict[str, Any] = {}
     if not todo:

@@ -12,7 +12,7 @@ from typing import Any
 from ..config import EncoderConfig
 from .plan import Shard, check_resume, plan_shards, run_settings, write_json_atomic
 from .readers import Columns, check_columns, find_inputs
-from .writer import check_output_dir, is_done, manifest, merge_rejects, shard_counts
+from .writer import check_output_dir, is_done, manifest, merge_rejects, remove_leftovers, shard_counts
 
 SETTINGS_FILE = "run.json"
 MANIFEST_FILE = "manifest.json"
@@ -82,6 +82,7 @@ def finish_run(run: PreparedRun, counts: list[dict[str, int]], extra: dict[str, 
     from ..evaluation.report import library_versions
 
     merge_rejects(run.out, run.shards)
+    remove_leftovers(run.out)
     previous = run.out / MANIFEST_FILE
     if not extra.get("model") and previous.exists():  # nothing left to embed: the model of the earlier run
         extra = {**extra, "model": json.loads(previous.read_text(encoding="utf-8")).get("model", {})}

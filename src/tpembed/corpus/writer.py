@@ -105,6 +105,14 @@ def shard_counts(out: Path, shard: Shard) -> dict[str, int]:
     return {"index": shard.index, "rows": shard.rows, "embedded": embedded, "rejected": rejected}
 
 
+def remove_leftovers(out: Path) -> int:
+    """Delete the temporary files of killed writers (at the end of a complete run); return how many."""
+    stale = [p for folder in (out / EMBEDDINGS, out / REJECTS) for p in folder.glob(".*.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
 def merge_rejects(out: Path, shards: Sequence[Shard]) -> Path:
     """Concatenate the shards' rejects into ``rejects.jsonl``, in input order."""
     target = out / "rejects.jsonl"
