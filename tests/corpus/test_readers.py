@@ -26,6 +26,8 @@ def _all_rows(files, rows_per_shard, columns=Columns()):
 @pytest.mark.parametrize("rows_per_shard", [1, 3, 7, 100])
 def test_every_row_once_in_order_whatever_the_shard_size(tmp_path, fmt, rows_per_shard):
     texts = sentences(7) + ["ünïcödé , \"quoted\" , commas"]
+    if fmt != "txt":
+        texts.append("a text over\ntwo lines")
     path = write_corpus(tmp_path, texts, fmt)
     rows = _all_rows([path], rows_per_shard)
     assert [r.text for r in rows] == texts

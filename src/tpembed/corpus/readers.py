@@ -223,10 +223,16 @@ def _parquet_batches(path: Path, wanted: list[str]):
     return _parquet_schema_file(path).iter_batches(batch_size=_CHUNK_ROWS, columns=wanted)
 
 
+def _csv_parse_options():
+    import pyarrow.csv as pcsv
+
+    return pcsv.ParseOptions(newlines_in_values=True)  # a quoted text may span lines
+
+
 def _csv_header(path: Path) -> list[str]:
     import pyarrow.csv as pcsv
 
-    with pcsv.open_csv(path) as reader:
+    with pcsv.open_csv(path, parse_options=_csv_parse_options()) as reader:
         return reader.schema.names
 
 
@@ -241,5 +247,5 @@ def _csv_batches(path: Path, wanted: list[str], text_column: str | None = None):
         strings_can_be_null=False,  # an empty field is an empty text, rejected as such
     )
     read = pcsv.ReadOptions(block_size=1 << 20)
-    with pcsv.open_csv(path, read_options=read, convert_options=convert) as reader:
+    with pcsv.open_csv(path, read_options=read, parse_options=_csv_parse_options(), convert_options=convert) as reader:
         yield from reader
