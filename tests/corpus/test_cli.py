@@ -6,22 +6,11 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from typer.testing import CliRunner
 
 from tpembed.cli import app
 
-from conftest import make_model, make_tokenizer
 from .conftest import sentences, write_corpus
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    """A tiny random Llama saved as an HF folder: loads in a blink."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    make_model("llama").save_pretrained(folder)
-    make_tokenizer().save_pretrained(folder)
-    return folder
 
 
 TINY = ("--tp-exiting-index", "3")  # the tiny model has 4 decoder layers
