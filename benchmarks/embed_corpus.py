@@ -40,7 +40,7 @@ ENGINES = {
 # One run in a fresh process: embed, then print the manifest's counts, the peak RSS and the wall time.
 _CHILD = """
 import json, resource, sys, time
-import torch
+import psutil, torch
 from tpembed import embed_corpus
 args = json.loads(sys.argv[1])
 torch.set_num_threads(args.pop("threads"))
@@ -48,7 +48,8 @@ start = time.perf_counter()
 result = embed_corpus(args.pop("input"), args.pop("output"), progress=False, **args)
 wall = time.perf_counter() - start
 print(json.dumps({"wall": wall, "embedded": result["embedded"], "rejected": result["rejected"],
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "end_rss_mib": psutil.Process().memory_info().rss / 2**20}))
 """
 
 
@@ -127,7 +128,7 @@ def memory(args: argparse.Namespace) -> None:
                    "tp_exiting_index": 2, "rows_per_shard": args.rows_per_shard, "batch_size": 256, "threads": 2}
             result = run_child(run)
             print(f"{rows:>8d} lines ({corpus.stat().st_size / 2**20:5.1f} MiB): peak RSS "
-                  f"{result['peak_rss_mib']:7.1f} MiB, wall {result['wall']:6.1f} s, {result['embedded']} embedded",
+                  f"{result['peak_rss_mib']:7.1f} MiB (at the end {result['end_rss_mib']:7.1f} MiB), wall {result['wall']:6.1f} s, {result['embedded']} embedded",
                   flush=True)
 
 

@@ -74,3 +74,13 @@ def test_an_actor_killed_mid_run_still_gives_every_row_once(tmp_path, smollm2):
     ids, vectors = read_output(out)
     assert ids == [f"corpus.txt:{i + 1}" for i in range(96)]  # every row exactly once
     assert_vectors_close(vectors, smollm2.encode(texts))
+
+
+def test_a_pool_that_cannot_fit_is_refused_or_warned():
+    from tpembed.corpus.ray_engine import _check_resources
+
+    _check_resources({"CPU": 2.0}, 2, 1.0, 0.0, strict=True)
+    with pytest.raises(ValueError, match="3 Ray workers x 1 CPUs need 3 CPUs; the cluster has 2"):
+        _check_resources({"CPU": 2.0}, 3, 1.0, 0.0, strict=True)
+    with pytest.warns(UserWarning, match="need 2 GPUs; the cluster has 0"):
+        _check_resources({"CPU": 8.0}, 2, 1.0, 1.0, strict=False)

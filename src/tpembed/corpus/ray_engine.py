@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,19 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def _check_resources(available: dict[str, float], workers: int, cpus: float, gpus: float, *, strict: bool) -> None:
+    """A pool that cannot fit would wait for ever: an error on a cluster started here, else a warning
+    (an autoscaling cluster may still grow to fit it)."""
+    for kind, each in (("CPU", cpus), ("GPU", gpus)):
+        need, have = workers * each, available.get(kind, 0.0)
+        if need > have:
+            message = (f"{workers} Ray workers x {each:g} {kind}s need {need:g} {kind}s; the cluster has {have:g} "
+                       f"(lower --workers or --{kind.lower()}s-per-worker)")
+            if strict:
+                raise ValueError(message)
+            warnings.warn(message, stacklevel=3)
+
+
 def run_ray(
     run: PreparedRun, config: EncoderConfig, *, workers: int, gpus_per_worker: float = 0.0,
     cpus_per_worker: float = 1.0, address: str | None = None, progress: bool = True,
@@ -81,6 +95,7 @@ def run_ray(
         ray.init(address=address or os.environ.get("RAY_ADDRESS"), log_to_driver=False,
                  logging_level="ERROR", include_dashboard=False)
     try:
+        _check_resources(ray.cluster_resources(), workers, cpus_per_worker, gpus_per_worker, strict=started_here)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # our bar counts rows
         context.print_on_execution_start = False
