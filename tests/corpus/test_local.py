@@ -70,11 +70,11 @@ def test_rerun_with_other_settings_is_refused(tmp_path):
 
 
 def test_sigkill_mid_run_then_rerun_keeps_finished_shards_and_ends_complete(tmp_path, smollm2):
-    texts = sentences(120)
+    texts = sentences(64)
     path = write_corpus(tmp_path, texts, "txt")
     out = tmp_path / "out"
     command = [sys.executable, "-c", "from tpembed.cli import app; app()", "embed", str(path), "-o", str(out),
-               "--rows-per-shard", "8", "--quiet"]
+               "--rows-per-shard", "4", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     shards = out / "embeddings"
@@ -84,16 +84,16 @@ def test_sigkill_mid_run_then_rerun_keeps_finished_shards_and_ends_complete(tmp_
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     finished = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.parquet")}
-    assert 2 <= len(finished) < 15, "the run must be killed part-way"
+    assert 2 <= len(finished) < 16, "the run must be killed part-way"
     assert not (out / "manifest.json").exists()
 
-    result = embed_corpus(path, out, rows_per_shard=8, progress=False)
+    result = embed_corpus(path, out, rows_per_shard=4, progress=False)
     assert result["shards_resumed"] == len(finished)
     assert {p.name: p.stat().st_mtime_ns for p in shards.glob("*.parquet") if p.name in finished} == finished
     assert not list(shards.glob(".*")), "no temporary file left behind"
     ids, vectors = read_output(out)
-    assert ids == [f"corpus.txt:{i + 1}" for i in range(120)]  # every row exactly once
-    assert_vectors_close(vectors, smollm2.encode(texts))
-    # each shard is what an uninterrupted run computes: the same texts in the same batches
-    per_shard = np.concatenate([smollm2.encode(texts[i:i + 8]) for i in range(0, 120, 8)])
-    np.testing.assert_allclose(vectors, per_shard, rtol=1e-5, atol=1e-6)
+    assert ids == [f"corpus.txt:{i + 1}" for i in range(64)]  # every row exactly once
+    # each shard is what an uninterrupted run computes: the same texts in the same batches (the
+    # killed process ran 1 thread, this one more: float noise only)
+    per_shard = np.concatenate([smollm2.encode(texts[i:i + 4]) for i in range(0, 64, 4)])
+    assert_vectors_close(vectors, per_shard, rel=1e-5)
