@@ -83,3 +83,12 @@ def tokenizer_factory():
 @pytest.fixture(params=sorted(CONFIGS))
 def family(request) -> str:
     return request.param
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory):
+    """A tiny random Llama (4 layers) saved as an HF folder: loads in a blink, no packaged model needed."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    make_model("llama").save_pretrained(folder)
+    make_tokenizer().save_pretrained(folder)
+    return folder

@@ -8,19 +8,10 @@ import stat
 
 import numpy as np
 import pytest
-from conftest import DATA_DIR, make_model, make_tokenizer
+from conftest import DATA_DIR
 from typer.testing import CliRunner
 
 from tpembed.cli import app
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    """A tiny random Llama saved as an HF folder: loads in a blink, no packaged model needed."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    make_model("llama").save_pretrained(folder)
-    make_tokenizer().save_pretrained(folder)
-    return folder
 
 
 def invoke(*args: str):

@@ -13,6 +13,7 @@ from ._lazy import lazy_exports
 # public name -> module that defines it
 _EXPORTS = {
     "Encoder": ".encoder",
+    "embed_corpus": ".corpus",
     "EncoderConfig": ".config",
     "LoadedModel": ".models",
     "PACKAGED_MODELS": ".models",
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .config import EncoderConfig
+    from .corpus import embed_corpus
     from .encoder import Encoder
     from .integrations import mteb_model, to_sentence_transformer
     from .models import PACKAGED_MODELS, LoadedModel, load_model

@@ -1,0 +1,132 @@
+"""The work of one run: shards of input rows, and the settings that must match to resume a run.
+
+A shard is a range of rows of one file (never across files), so any worker can read it on its
+own; its number is its place in the run, so its output file name is the same on every rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import EncoderConfig
+from .readers import Columns, count_rows, file_format
+
+# Settings that change no vector: a run may resume with other values of these.
+_FREE_SETTINGS = {"batch_size", "max_batch_tokens", "device", "prefix_cache"}
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Rows ``[start, stop)`` of ``path``; ``offset``: the byte where row ``start`` begins (line files)."""
+
+    index: int
+    path: str
+    start: int
+    stop: int
+    offset: int = 0
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def name(self) -> str:
+        return f"part-{self.index:06d}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_shards(files: list[Path], rows_per_shard: int) -> list[Shard]:
+    """Cut every file into shards of ``rows_per_shard`` rows (the last one of a file may be shorter)."""
+    if rows_per_shard <= 0:
+        raise ValueError(f"rows per shard must be positive, got {rows_per_shard}")
+    shards: list[Shard] = []
+    for path in files:
+        n, offsets = count_rows(path, rows_per_shard)
+        for k, start in enumerate(range(0, n, rows_per_shard)):
+            offset = offsets[k] if offsets else 0
+            shards.append(Shard(len(shards), str(path), start, min(start + rows_per_shard, n), offset))
+    return shards
+
+
+def model_fingerprint(model: str) -> str:
+    """The model's identity without loading it: a file's SHA-256 where there is a file, else its name.
+
+    A packaged model or a .gguf file is hashed (remembered per size and mtime); a folder is its
+    absolute path; a hub id its name.
+    """
+    from ..models import PACKAGED_MODELS, default_cache_dir, file_sha256, packaged_model_file
+
+    cache = default_cache_dir()
+    if model in PACKAGED_MODELS:
+        return "sha256:" + file_sha256(packaged_model_file(model, cache), cache)
+    path = Path(model).expanduser()
+    if path.is_file():
+        return "sha256:" + file_sha256(path, cache)
+    return str(path.resolve()) if path.exists() else model
+
+
+def run_settings(
+    config: EncoderConfig, files: list[Path], columns: Columns, rows_per_shard: int, keep_text: bool
+) -> dict[str, Any]:
+    """Everything that decides what a finished shard holds. A rerun must match it to resume."""
+    encoder = {k: v for k, v in config.model_dump().items() if k not in _FREE_SETTINGS}
+    return {
+        "encoder": encoder,
+        "model": model_fingerprint(config.model),
+        "inputs": [_file_identity(p) for p in files],
+        "text_column": columns.text,
+        "id_column": columns.id,
+        "rows_per_shard": rows_per_shard,
+        "keep_text": keep_text,
+    }
+
+
+def _file_identity(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    return {"path": str(path), "format": file_format(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def check_resume(settings_file: Path, settings: dict[str, Any]) -> bool:
+    """True when ``settings_file`` exists and matches ``settings``; a mismatch is a ValueError.
+
+    Returns False for a fresh output folder (the caller then writes the file).
+    """
+    if not settings_file.exists():
+        return False
+    try:
+        previous = json.loads(settings_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{settings_file} is unreadable ({err}); delete the output folder to start again") from None
+    if previous == json.loads(json.dumps(settings)):
+        return True
+    changed = ", ".join(_differences(previous, settings)) or "settings"
+    raise ValueError(
+        f"{settings_file.parent} holds a run with other settings ({changed} differ); resuming would mix "
+        "vectors. Give another --output folder, or delete this one to start again"
+    )
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), json.loads(json.dumps(new.get(key)))
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        else:
+            out.append(key)
+    return out
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file, then rename it over ``path`` (readers never see half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,67 @@
+"""Small corpora in every format, and the packaged model loaded once for the comparisons."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SENTENCES = [
+    "a man is playing a guitar .",
+    "a woman is slicing an onion .",
+    "the cat sat on the mat and looked at the dog .",
+    "stocks fell sharply on tuesday after the report .",
+    "two children are running through a field of flowers .",
+    "what is the capital of france ?",
+    "a dog runs after a red ball in the park .",
+    "the weather will be sunny tomorrow .",
+]
+
+
+def sentences(n: int) -> list[str]:
+    """``n`` distinct sentences (the base ones with a number)."""
+    return [f"{SENTENCES[i % len(SENTENCES)]} ({i})" for i in range(n)]
+
+
+def write_corpus(folder: Path, texts: list[str], fmt: str, name: str = "corpus") -> Path:
+    """``texts`` as one file of format ``fmt`` (jsonl / csv / parquet get a ``text`` column)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.{fmt}"
+    if fmt == "txt":
+        path.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+    elif fmt == "csv":
+        pcsv.write_csv(pa.table({"text": texts}), path)
+    else:
+        pq.write_table(pa.table({"text": texts}), path)
+    return path
+
+
+def read_output(out: Path):
+    """(ids, vectors) of a run's output folder, in shard order."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out / "embeddings")
+    return table.column("id").to_pylist(), np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+
+
+def assert_vectors_close(actual: np.ndarray, expected: np.ndarray, rel: float = 1e-4) -> None:
+    """Row by row, |a - b| <= rel * |b| (batches of other sizes pad differently: float noise only)."""
+    assert actual.shape == expected.shape
+    error = np.linalg.norm(actual - expected, axis=1) / np.linalg.norm(expected, axis=1)
+    assert error.max() <= rel, f"row {error.argmax()} differs by {error.max():.2e} (relative)"
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The packaged SmolLM2 Encoder with the default settings (the reference vectors)."""
+    from tpembed import Encoder
+
+    return Encoder(model="smollm2-135m")
