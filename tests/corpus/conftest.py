@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_vectors_close  # noqa: F401  (shared with the server tests)
 
 SENTENCES = [
     "a man is playing a guitar .",
@@ -50,13 +51,6 @@ def read_output(out: Path):
 
     table = pq.read_table(out / "embeddings")
     return table.column("id").to_pylist(), np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
-
-
-def assert_vectors_close(actual: np.ndarray, expected: np.ndarray, rel: float = 1e-4) -> None:
-    """Row by row, |a - b| <= rel * |b| (batches of other sizes pad differently: float noise only)."""
-    assert actual.shape == expected.shape
-    error = np.linalg.norm(actual - expected, axis=1) / np.linalg.norm(expected, axis=1)
-    assert error.max() <= rel, f"row {error.argmax()} differs by {error.max():.2e} (relative)"
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ from tpembed import Encoder, load_model
 from tpembed.config import default_config_path, resolve_run_config
 from tpembed.prompts import PROMPTS, normalize_sentence, render
 
+from conftest import assert_vectors_close
+
 from .conftest import running
 
 pytestmark = pytest.mark.packaged
@@ -36,7 +38,9 @@ def test_server_vectors_equal_the_encoders_for_vanilla_and_tp_of_one_model():
                 response = client.embeddings.create(model=name, input=SENTENCES, **options)
                 got = np.array([d.embedding for d in response.data], dtype=np.float32)
                 assert got.shape == (4, 576)
-                np.testing.assert_array_equal(got, expected)
+                # the server's worker thread may run torch with another OpenMP thread count than this
+                # one (a test before may have limited it): float noise, far below any plan's difference
+                assert_vectors_close(got, expected, rel=1e-5)
         # usage counts the prompt: PromptEOL around each sentence, as the tokenizer makes it
         template = PROMPTS["prompteol"].templates[0]
         tokenizer = reference_model.tokenizer
