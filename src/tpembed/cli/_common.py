@@ -37,9 +37,10 @@ def user_errors() -> Iterator[None]:
 
 
 def _option_type(annotation: Any) -> type:
-    """CLI type of a config field: ints stay ints, everything else is passed as text to pydantic."""
+    """CLI type of a config field: ints stay ints, everything else (lists as "a,b") is passed as text to pydantic."""
     args = typing.get_args(annotation)
-    return int if annotation is int or (int in args and str not in args) else str
+    is_list = any(typing.get_origin(a) is list for a in args)
+    return int if annotation is int or (int in args and str not in args and not is_list) else str
 
 
 def encoder_options(func):

@@ -1,0 +1,146 @@
+"""Training-free levers composed with TP: prompt ensembles, output-layer lists, Contrastive Prompting.
+
+Each lever, when off (or reduced to one member / one layer), must give the plain plan exactly;
+when on, it must equal a direct re-implementation of its definition.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_model, make_tokenizer
+
+from tpembed.aggregate import ensemble_mean
+from tpembed.config import EncoderConfig
+from tpembed.contrastive import AUX_TEMPLATE, contrastive_update, output_projection
+from tpembed.encoder import Encoder
+from tpembed.models import prepare_model
+from tpembed.prompts import normalize_sentence, render
+
+SENTENCES = ["a man is playing a guitar .", "a woman is slicing an onion .", "the cat sat on the mat .",
+             "stocks fell sharply on tuesday after the report ."]
+TP = dict(use_which_plan="tp", tp_starting_index=1, tp_exiting_index=3)
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return prepare_model(make_model("llama"), make_tokenizer(), {"name": "tiny-llama"})
+
+
+def _enc(loaded, **settings):
+    return Encoder(loaded, batch_size=3, **{**TP, **settings})
+
+
+def test_config_parses_lists_from_cli_text_and_one_element_lists_are_scalars():
+    c = EncoderConfig(prompt_method="cot,ke", output_layer="2,3")
+    assert c.prompt_method == ["cot", "ke"] and c.output_layer == [2, 3]
+    assert EncoderConfig(prompt_method="cot+ke").prompt_method == ["cot", "ke"]
+    assert EncoderConfig(prompt_method=["cot"], output_layer=[3]).model_dump() == EncoderConfig(
+        prompt_method="cot", output_layer=3).model_dump()
+    with pytest.raises(ValueError):
+        EncoderConfig(prompt_method="cot,nope")
+    with pytest.raises(ValueError):
+        EncoderConfig(prompt_method=["cot", "cot"])
+    with pytest.raises(ValueError):
+        EncoderConfig(cp_layer=-1)
+
+
+def test_ensemble_of_one_and_list_of_one_layer_are_the_plain_encoder(llama):
+    plain = _enc(llama, prompt_method="cot", output_layer=3).encode(SENTENCES)
+    assert np.array_equal(_enc(llama, prompt_method=["cot"], output_layer=[3]).encode(SENTENCES), plain)
+
+
+def test_ensemble_is_the_mean_of_normalised_members(llama):
+    cot = _enc(llama, prompt_method="cot", output_layer=3).encode(SENTENCES)
+    ke = _enc(llama, prompt_method="ke", output_layer=3).encode(SENTENCES)
+    both = _enc(llama, prompt_method=["cot", "ke"], output_layer=3).encode(SENTENCES)
+    expected = (cot / np.linalg.norm(cot, axis=1, keepdims=True) + ke / np.linalg.norm(ke, axis=1, keepdims=True)) / 2
+    np.testing.assert_allclose(both, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(both, cot)
+    np.testing.assert_array_equal(ensemble_mean([cot]), cot)
+
+
+def test_layer_list_is_the_mean_of_the_layers(llama):
+    enc = _enc(llama, output_layer=[2, 4])
+    by_layer = enc.encode_layers(SENTENCES, [2, 4])
+    np.testing.assert_allclose(enc.encode(SENTENCES), (by_layer[2] + by_layer[4]) / 2, rtol=1e-6)
+    single = _enc(llama, output_layer=2).encode(SENTENCES)
+    np.testing.assert_array_equal(by_layer[2], single)
+
+
+def test_output_projection_is_found_generically(family, tokenizer_factory):
+    model = make_model(family)
+    loaded = prepare_model(model, tokenizer_factory(), {"name": family})
+    for layer in loaded.layers:
+        proj = output_projection(layer, model.config.hidden_size)
+        assert proj is layer.self_attn.o_proj  # what each family calls it, found without its name
+
+
+def _reference_cp(loaded, sentences, layer, alpha, mode, output_layer):
+    """Contrastive Prompting written out directly: whole prompts one by one (no batching, no prefix
+    cache, no TP), the aux input read with a plain hook, the update applied with another."""
+    model, tok = loaded.model, loaded.tokenizer
+    proj = loaded.layers[layer].self_attn.o_proj
+    template = "This sentence : {placeholder}\"{sentence}\" means in one word:\""
+    out = []
+    for s in sentences:
+        s = normalize_sentence(s)
+        ids = lambda t: torch.tensor([tok(render(t, s, use_placeholder=False).text)["input_ids"]])  # noqa: E731
+        seen = {}
+        h = proj.register_forward_pre_hook(lambda m, a: seen.setdefault("aux", a[0][:, -1].clone()))
+        with torch.no_grad():
+            model(input_ids=ids(AUX_TEMPLATE))
+        h.remove()
+
+        def edit(m, a):
+            x = a[0].clone()
+            v, b = x[:, -1], seen["aux"]
+            d = v - b
+            x[:, -1] = alpha * d if mode == "ns" else alpha * d * v.norm(dim=-1, keepdim=True) / (d.norm(dim=-1, keepdim=True) + 1e-7)
+            return (x,)
+
+        h = proj.register_forward_pre_hook(edit)
+        with torch.no_grad():
+            hs = model(input_ids=ids(template), output_hidden_states=True).hidden_states
+        h.remove()
+        out.append(hs[output_layer][0, -1].numpy())
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("mode", ["ns", "nr"])
+def test_cp_equals_a_direct_reimplementation(llama, mode):
+    got = Encoder(llama, use_which_plan="vanilla", output_layer=4, cp_layer=1, cp_alpha=0.5, cp_mode=mode,
+                  batch_size=3).encode(SENTENCES)
+    expected = _reference_cp(llama, SENTENCES, 1, 0.5, mode, 4)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    plain = Encoder(llama, use_which_plan="vanilla", output_layer=4).encode(SENTENCES)
+    assert not np.allclose(got, plain, atol=1e-3)
+
+
+def test_cp_off_is_the_plain_plan_and_layers_before_cp_are_untouched(llama):
+    plain = _enc(llama, output_layer=4).encode_layers(SENTENCES, [1, 2, 4])
+    assert np.array_equal(_enc(llama, output_layer=4, cp_layer=None, cp_alpha=0.3).encode(SENTENCES), plain[4])
+    with pytest.warns(UserWarning, match="before Contrastive"):
+        cp = _enc(llama, output_layer=2, cp_layer=2).encode_layers(SENTENCES, [1, 2, 4])
+    # hidden_states[k] is the input of layer k: CP at layer 2 changes index 3 onwards only
+    np.testing.assert_allclose(cp[1], plain[1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cp[2], plain[2], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(cp[4], plain[4], atol=1e-3)
+
+
+def test_all_levers_with_tp_batch_equals_one_by_one_and_prefix_cache_changes_nothing(llama):
+    settings = dict(prompt_method=["prompteol", "ke"], output_layer=[3, 4], cp_layer=1, cp_alpha=0.7, cp_mode="nr")
+    batched = _enc(llama, **settings).encode(SENTENCES)
+    one_by_one = np.stack([_enc(llama, **settings).encode(s) for s in SENTENCES])
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-4, atol=1e-5)
+    no_prefix = _enc(llama, prefix_cache=False, **settings).encode(SENTENCES)
+    np.testing.assert_allclose(batched, no_prefix, rtol=1e-4, atol=1e-5)
+    # TP really composes: turning it off changes the vectors
+    vanilla = _enc(llama, **{**settings, "use_which_plan": "vanilla"}).encode(SENTENCES)
+    assert not np.allclose(batched, vanilla, atol=1e-3)
+
+
+def test_cp_layer_beyond_the_model_is_a_clear_error(llama):
+    with pytest.raises(ValueError, match="cp_layer=9"):
+        _enc(llama, cp_layer=9)
