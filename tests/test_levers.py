@@ -144,3 +144,35 @@ def test_all_levers_with_tp_batch_equals_one_by_one_and_prefix_cache_changes_not
 def test_cp_layer_beyond_the_model_is_a_clear_error(llama):
     with pytest.raises(ValueError, match="cp_layer=9"):
         _enc(llama, cp_layer=9)
+
+
+def test_attention_sum_is_the_sum_of_the_last_tokens_attention_outputs(llama):
+    enc = _enc(llama, pooling="attention_sum", output_layer=3)
+    got = enc.encode_layers(SENTENCES, [3, 4])
+    # direct: whole TP prompts one by one, o_proj outputs summed over layers 0..k-1
+    plain = _enc(llama, output_layer=4)
+    tok, model = llama.tokenizer, llama.model
+    template = plain.prompt.templates[0]
+    from tpembed.prepend import token_prepending
+
+    expected = {3: [], 4: []}
+    for s in SENTENCES:
+        ids = plain._tokenize(template, [normalize_sentence(s)])[0]
+        outs = []
+        handles = [layer.self_attn.o_proj.register_forward_hook(lambda m, a, o: outs.append(o[0, -1]))
+                   for layer in llama.layers]
+        with torch.no_grad(), token_prepending(llama.layers, torch.tensor([ids.pst_index]), 1, 3):
+            model(input_ids=torch.tensor([ids.ids]))
+        for h in handles:
+            h.remove()
+        for k in (3, 4):
+            expected[k].append(torch.stack(outs[:k]).sum(0).numpy())
+    for k in (3, 4):
+        np.testing.assert_allclose(got[k], np.stack(expected[k]), rtol=1e-4, atol=1e-5)
+    hidden = plain.encode_layers(SENTENCES, [3])[3]
+    assert not np.allclose(got[3], hidden, atol=1e-3)
+    # composes with CP and ensembles; batch == one by one
+    settings = dict(pooling="attention_sum", prompt_method=["prompteol", "cot"], output_layer=4, cp_layer=1)
+    batched = _enc(llama, **settings).encode(SENTENCES)
+    one_by_one = np.stack([_enc(llama, **settings).encode(s) for s in SENTENCES])
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-4, atol=1e-5)

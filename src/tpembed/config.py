@@ -54,6 +54,11 @@ class EncoderConfig(BaseModel):
     prefix_cache: bool = Field(
         True, description="compute each template's shared prompt prefix once and reuse its keys/values"
     )
+    pooling: Literal["last_token", "attention_sum"] = Field(
+        "last_token",
+        description="last_token: hidden_states[output_layer] at the last token; attention_sum: the sum of the "
+        "last token's attention outputs over decoder layers 0..output_layer-1",
+    )
     cp_layer: int | None = Field(
         None,
         ge=0,

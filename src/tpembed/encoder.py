@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .aggregate import ensemble_mean, layer_mean
+from .attention_sum import attention_outputs, cumulative_sums
 from .config import EncoderConfig
 from .contrastive import AUX_TEMPLATE, contrastive_prompting, output_projection, projection_input
 from .early_exit import last_token_states, resolve_output_layer
@@ -384,6 +385,10 @@ class Encoder:
             if cp_values is not None and self._cp_projection is not None
             else nullcontext()
         )
+        if self.config.pooling == "attention_sum":
+            with tp, cp, attention_outputs(self.loaded.layers, self.embedding_dim) as collected:
+                last_token_states(self.loaded.model, self.loaded.layers, inputs, indices)
+            return cumulative_sums(collected, indices)
         with tp, cp:
             return last_token_states(self.loaded.model, self.loaded.layers, inputs, indices)
 

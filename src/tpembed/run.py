@@ -84,6 +84,8 @@ def cache_namespace(encoder: Encoder, output_index: int | None = None) -> str | 
         key["output_layer"] = encoder.output_indices
     if len(encoder.members) > 1:
         key["ensemble"] = [len(m.templates) for m in encoder.members]
+    if config.pooling != "last_token":
+        key["pooling"] = config.pooling
     if config.cp_layer is not None:
         key["cp"] = [config.cp_layer, config.cp_alpha, config.cp_mode]
     if encoder.use_tp:

@@ -45,7 +45,7 @@ from .models import LoadedModel
 from .sweep import DEV_TASK, _encode_row, _yaml_entry
 
 Plan = tuple[int, int] | None  # TP range [start, exit), None = vanilla
-AXES = ("prompts", "tp", "cp_layer", "cp_alpha", "layers")
+AXES = ("prompts", "tp", "cp_layer", "cp_alpha", "pooling", "layers")
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class Candidate:
     cp_layer: int | None
     cp_alpha: float
     layers: tuple[int, ...]
+    pooling: str = "last_token"
 
     def settings(self, cp_mode: str) -> dict[str, Any]:
         """The recipe as EncoderConfig fields."""
@@ -72,6 +73,7 @@ class Candidate:
             "cp_layer": self.cp_layer,
             "cp_alpha": self.cp_alpha,
             "cp_mode": cp_mode,
+            "pooling": self.pooling,
         }
 
     def label(self) -> str:
@@ -79,7 +81,8 @@ class Candidate:
         tp = "vanilla" if self.tp is None else f"TP[{self.tp[0]},{self.tp[1]})"
         cp = "CP off" if self.cp_layer is None else f"CP@{self.cp_layer}x{self.cp_alpha:g}"
         layers = ",".join(map(str, self.layers))
-        return f"{'+'.join(self.prompts)} | {tp} | {cp} | layers {layers}"
+        pooling = "" if self.pooling == "last_token" else f" | {self.pooling}"
+        return f"{'+'.join(self.prompts)} | {tp} | {cp}{pooling} | layers {layers}"
 
 
 @dataclass
@@ -91,6 +94,7 @@ class SearchSpace:
     cp_layers: list[int | None] = field(default_factory=lambda: [None])
     cp_alphas: list[float] = field(default_factory=lambda: [1.0])
     cp_mode: str = "ns"
+    poolings: list[str] = field(default_factory=lambda: ["last_token"])
     outputs: list[int] = field(default_factory=list)  # candidate single output layers (HF numbering)
     max_window: int = 1  # layer options: every run of 1..max_window consecutive candidate layers
 
@@ -114,6 +118,8 @@ class SearchSpace:
             return list(self.cp_layers)
         if axis == "cp_alpha":
             return list(self.cp_alphas) if current.cp_layer is not None else []
+        if axis == "pooling":
+            return list(self.poolings)
         if axis == "layers":
             return self.layer_options()
         raise ValueError(f"unknown axis {axis!r}")
@@ -194,7 +200,7 @@ def dev_pairs(data_dir: Any, limit: int | None = None, subsample: int | None = N
     return STSData(data.spec, {name: part})
 
 
-RowKey = tuple[str, Plan, "int | None", "float | None"]
+RowKey = tuple[str, Plan, "int | None", "float | None", str]
 
 
 @dataclass
@@ -259,12 +265,14 @@ class DevScorer:
         self._scores: dict[Candidate, float] = {}
         self.rows_encoded = 0
 
-    def _row(self, method: str, plan: Plan, cp_layer: int | None, cp_alpha: float) -> dict[int, np.ndarray]:
-        key: RowKey = (method, plan, cp_layer, cp_alpha if cp_layer is not None else None)
+    def _row(
+        self, method: str, plan: Plan, cp_layer: int | None, cp_alpha: float, pooling: str
+    ) -> dict[int, np.ndarray]:
+        key: RowKey = (method, plan, cp_layer, cp_alpha if cp_layer is not None else None, pooling)
         if key in self._rows:
             self._rows.move_to_end(key)
             return self._rows[key]
-        candidate = Candidate((method,), plan, cp_layer, cp_alpha, (self.space.outputs[0],))
+        candidate = Candidate((method,), plan, cp_layer, cp_alpha, (self.space.outputs[0],), pooling)
         config = EncoderConfig(**{**self.base, **candidate.settings(self.space.cp_mode)})
         encoder = Encoder(self.loaded, config=config)
         before = _forward_count(self.loaded)
@@ -277,7 +285,10 @@ class DevScorer:
 
     def vectors(self, candidate: Candidate) -> np.ndarray:
         """The candidate's embeddings of ``self.sentences``, combined exactly as the Encoder does."""
-        rows = [self._row(m, candidate.tp, candidate.cp_layer, candidate.cp_alpha) for m in candidate.prompts]
+        rows = [
+            self._row(m, candidate.tp, candidate.cp_layer, candidate.cp_alpha, candidate.pooling)
+            for m in candidate.prompts
+        ]
         return layer_mean([ensemble_mean([row[k] for row in rows]) for k in candidate.layers])
 
     def score(self, candidate: Candidate) -> float:
@@ -307,7 +318,9 @@ def coordinate_ascent(scorer: DevScorer, space: SearchSpace, rounds: int = 2, pr
     Candidate, float, list[Evaluation]
 ]:
     """The search itself (see the module docstring); returns the best candidate, its score and the trace."""
-    start = Candidate(space.prompts[0], space.tp[0], space.cp_layers[0], space.cp_alphas[0], (space.outputs[-1],))
+    start = Candidate(
+        space.prompts[0], space.tp[0], space.cp_layers[0], space.cp_alphas[0], (space.outputs[-1],), space.poolings[0]
+    )
     trace: list[Evaluation] = []
 
     def visit(candidate: Candidate, rnd: int, axis: str) -> float:
@@ -387,6 +400,9 @@ def check_space(space: SearchSpace, num_layers: int) -> None:
         raise ValueError(f"CP layers {bad_cp} are not decoder layers 0..{num_layers - 1}")
     if not space.outputs or any(not 1 <= k <= num_layers for k in space.outputs):
         raise ValueError(f"output layers must be in 1..{num_layers} (HF hidden_states numbering), got {space.outputs}")
+    bad_pooling = [p for p in space.poolings if p not in ("last_token", "attention_sum")]
+    if bad_pooling:
+        raise ValueError(f"pooling options {bad_pooling}: use last_token or attention_sum")
     if space.max_window < 1:
         raise ValueError("max_window must be >= 1")
 
@@ -403,6 +419,8 @@ def ablation(scorer: DevScorer, recipe: Candidate, vanilla_layers: Sequence[int]
         rows.append(("- TP (vanilla plan)", replace(recipe, tp=None)))
     if recipe.cp_layer is not None:
         rows.append(("- CP", replace(recipe, cp_layer=None)))
+    if recipe.pooling != "last_token":
+        rows.append(("- attention sum (last-token state)", replace(recipe, pooling="last_token")))
     if len(recipe.layers) > 1:
         rows += [(f"- layer window (only {k})", replace(recipe, layers=(k,))) for k in recipe.layers]
     plain = Candidate(("prompteol",), None, None, recipe.cp_alpha, (max(vanilla_layers),))
@@ -438,12 +456,12 @@ def write_outputs(result: SearchResult, out_dir: Path, name: str | None = None) 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {k: out_dir / f for k, f in
              (("grid", "grid.csv"), ("ranked", "ranked.csv"), ("json", "search.json"), ("yaml", "best.yaml"))}
-    columns = ["prompts", "tp", "cp_layer", "cp_alpha", "layers", "spearman"]
+    columns = ["prompts", "tp", "cp_layer", "cp_alpha", "pooling", "layers", "spearman"]
 
     def cells(c: Candidate, score: float) -> list[Any]:
         tp = "vanilla" if c.tp is None else f"{c.tp[0]}-{c.tp[1]}"
         cp = "off" if c.cp_layer is None else c.cp_layer
-        return ["+".join(c.prompts), tp, cp, c.cp_alpha if c.cp_layer is not None else "",
+        return ["+".join(c.prompts), tp, cp, c.cp_alpha if c.cp_layer is not None else "", c.pooling,
                 ",".join(map(str, c.layers)), f"{score:.4f}"]
 
     with paths["grid"].open("w", newline="") as f:

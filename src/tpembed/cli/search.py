@@ -24,6 +24,9 @@ def search(
     ] = "off",
     cp_alphas: Annotated[str, typer.Option("--cp-alphas", help="CP alpha options, e.g. 0.5,1")] = "1",
     cp_mode: Annotated[str, typer.Option("--cp-mode", help="ns | nr")] = "ns",
+    pooling: Annotated[
+        str, typer.Option("--pooling", help="pooling options: last_token, attention_sum (comma-separated)")
+    ] = "last_token",
     outputs: Annotated[
         Optional[str], typer.Option("--outputs", help="candidate output layers, a..b or a,b,c (default: upper half)")
     ] = None,
@@ -60,6 +63,7 @@ def search(
             cp_layers=parse_cp_layers(cp_layers),
             cp_alphas=parse_floats(cp_alphas),
             cp_mode=cp_mode,
+            poolings=[p.strip() for p in pooling.split(",") if p.strip()],
             max_window=max_window,
         )
         if cp_mode not in ("ns", "nr"):
