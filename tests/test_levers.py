@@ -176,3 +176,19 @@ def test_attention_sum_is_the_sum_of_the_last_tokens_attention_outputs(llama):
     batched = _enc(llama, **settings).encode(SENTENCES)
     one_by_one = np.stack([_enc(llama, **settings).encode(s) for s in SENTENCES])
     np.testing.assert_allclose(batched, one_by_one, rtol=1e-4, atol=1e-5)
+
+
+def test_demonstration_prefixes_every_template_and_composes_with_tp(llama):
+    from tpembed.prompts import DEMONSTRATIONS
+
+    enc = _enc(llama, prompt_method=["prompteol", "cot"], demonstration="chef")
+    sentence, word = DEMONSTRATIONS["chef"]
+    assert all(t.startswith(f'This sentence : "{sentence}" means in one word:"{word}". ') for t in enc.prompt.templates)
+    assert [t.split('". ', 1)[1] for t in enc.prompt.templates] == list(_enc(llama, prompt_method=["prompteol", "cot"]).prompt.templates)
+    custom = _enc(llama, demonstration=f"{sentence} => {word}").encode(SENTENCES)
+    np.testing.assert_array_equal(custom, _enc(llama, demonstration="chef").encode(SENTENCES))
+    assert not np.allclose(custom, _enc(llama).encode(SENTENCES), atol=1e-3)
+    batched = enc.encode(SENTENCES)
+    np.testing.assert_allclose(batched, np.stack([enc.encode(s) for s in SENTENCES]), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="demonstration"):
+        EncoderConfig(demonstration="no arrow here")

@@ -28,7 +28,7 @@ from tpembed.search import (
 
 LIMIT = 12
 SPACE = dict(prompts=[("prompteol",), ("ke",), ("prompteol", "ke")], tp=[None, (1, 2)], cp_layers=[None, 1],
-             cp_alphas=[1.0, 0.5], cp_mode="ns", poolings=["last_token", "attention_sum"], outputs=[2, 3, 4],
+             cp_alphas=[1.0, 0.5], cp_mode="ns", poolings=["last_token", "attention_sum"], demos=[None, "chef"], outputs=[2, 3, 4],
              max_window=2)
 
 
@@ -44,7 +44,7 @@ def test_a_candidate_scores_what_a_separate_eval_of_its_settings_scores(tiny):
                        progress=False)
     for candidate in [Candidate(("prompteol", "ke"), (1, 2), 1, 0.5, (3, 4)),
                       Candidate(("ke",), None, None, 1.0, (4,)),
-                      Candidate(("ke", "prompteol"), (1, 2), None, 1.0, (3,), "attention_sum")]:
+                      Candidate(("ke", "prompteol"), (1, 2), None, 1.0, (3,), "attention_sum", "storm")]:
         config = RunConfig(model="tiny-llama", batch_size=5, mode="dev", task_set="stsb",
                            **candidate.settings("ns"))
         separate = run_evaluation(config, DATA_DIR, limit=LIMIT, use_cache=False, loaded=tiny, progress=False)
@@ -54,10 +54,10 @@ def test_a_candidate_scores_what_a_separate_eval_of_its_settings_scores(tiny):
 def test_coordinate_ascent_keeps_the_best_and_ensembles_cost_no_pass(tiny, tmp_path):
     result = run_search(tiny, SearchSpace(**SPACE), data_dir=DATA_DIR, limit=LIMIT, progress=False, batch_size=5)
     assert result.best_score == max(e.spearman for e in result.evaluations)
-    assert {e.axis for e in result.evaluations} >= {"start", "prompts", "tp", "cp_layer", "pooling", "layers"}
+    assert {e.axis for e in result.evaluations} >= {"start", "prompts", "demo", "tp", "cp_layer", "pooling", "layers"}
     # rows are (single method, plan, CP): the ensemble option reuses its members' rows
     rows = {(m, e.candidate.tp, e.candidate.cp_layer, e.candidate.cp_alpha if e.candidate.cp_layer is not None else None,
-             e.candidate.pooling) for e in result.evaluations for m in e.candidate.prompts}
+             e.candidate.pooling, e.candidate.demo) for e in result.evaluations for m in e.candidate.prompts}
     assert result.rows_encoded == len(rows)
     again = run_search(tiny, SearchSpace(**SPACE), data_dir=DATA_DIR, limit=LIMIT, progress=False, batch_size=5)
     assert again.rows_encoded == 0 and again.best == result.best  # all from the embedding cache

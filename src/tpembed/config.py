@@ -54,6 +54,11 @@ class EncoderConfig(BaseModel):
     prefix_cache: bool = Field(
         True, description="compute each template's shared prompt prefix once and reuse its keys/values"
     )
+    demonstration: str | None = Field(
+        None,
+        description="one-shot demonstration before every prompt: a built-in name (jockey, chef, storm, market) "
+        "or 'SENTENCE => WORD' (None: off)",
+    )
     pooling: Literal["last_token", "attention_sum"] = Field(
         "last_token",
         description="last_token: hidden_states[output_layer] at the last token; attention_sum: the sum of the "
@@ -82,6 +87,15 @@ class EncoderConfig(BaseModel):
             if len(set(value)) != len(value):
                 raise ValueError(f"a prompt ensemble lists each method once, got {list(value)}")
             return value[0] if len(value) == 1 else list(value)
+        return value
+
+    @field_validator("demonstration")
+    @classmethod
+    def _check_demonstration(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .prompts import demonstration_prefix
+
+            demonstration_prefix(value)  # a clear error now, not when the Encoder is built
         return value
 
     @field_validator("output_layer", mode="before")
@@ -225,6 +239,10 @@ def describe_entry(config: RunConfig) -> dict[str, str]:
     if config.cp_layer is not None:
         layers += f", CP {config.cp_mode} at {config.cp_layer} x {config.cp_alpha}"
     prompt = "custom template" if config.template else "+".join(config.prompt_methods())
+    if config.demonstration:
+        prompt += f" (1-shot: {config.demonstration})"
+    if config.pooling != "last_token":
+        layers += f", {config.pooling}"
     return {
         "model": config.model,
         "plan": config.use_which_plan,

@@ -31,7 +31,7 @@ from .prefix_cache import (
     template_prefix_ids,
 )
 from .prepend import add_placeholder_token, token_prepending
-from .prompts import PromptMethod, get_prompt_method, normalize_sentence
+from .prompts import PromptMethod, get_prompt_method, normalize_sentence, with_demonstration
 
 _NO_LIMIT = 1_000_000_000
 
@@ -169,7 +169,10 @@ class Encoder:
         # an ensemble's members, each one or more templates; self.prompt holds all their templates in order
         names = [None] if config.template is not None else config.prompt_methods()
         self.members = [
-            get_prompt_method(name or "", config.template, use_placeholder=self.use_tp) for name in names
+            with_demonstration(
+                get_prompt_method(name or "", config.template, use_placeholder=self.use_tp), config.demonstration
+            )
+            for name in names
         ]
         self.prompt = (
             self.members[0]

@@ -45,7 +45,7 @@ from .models import LoadedModel
 from .sweep import DEV_TASK, _encode_row, _yaml_entry
 
 Plan = tuple[int, int] | None  # TP range [start, exit), None = vanilla
-AXES = ("prompts", "tp", "cp_layer", "cp_alpha", "pooling", "layers")
+AXES = ("prompts", "demo", "tp", "cp_layer", "cp_alpha", "pooling", "layers")
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class Candidate:
     cp_alpha: float
     layers: tuple[int, ...]
     pooling: str = "last_token"
+    demo: str | None = None
 
     def settings(self, cp_mode: str) -> dict[str, Any]:
         """The recipe as EncoderConfig fields."""
@@ -74,6 +75,7 @@ class Candidate:
             "cp_alpha": self.cp_alpha,
             "cp_mode": cp_mode,
             "pooling": self.pooling,
+            "demonstration": self.demo,
         }
 
     def label(self) -> str:
@@ -82,7 +84,8 @@ class Candidate:
         cp = "CP off" if self.cp_layer is None else f"CP@{self.cp_layer}x{self.cp_alpha:g}"
         layers = ",".join(map(str, self.layers))
         pooling = "" if self.pooling == "last_token" else f" | {self.pooling}"
-        return f"{'+'.join(self.prompts)} | {tp} | {cp}{pooling} | layers {layers}"
+        demo = "" if self.demo is None else f" (1-shot {self.demo})"
+        return f"{'+'.join(self.prompts)}{demo} | {tp} | {cp}{pooling} | layers {layers}"
 
 
 @dataclass
@@ -95,6 +98,7 @@ class SearchSpace:
     cp_alphas: list[float] = field(default_factory=lambda: [1.0])
     cp_mode: str = "ns"
     poolings: list[str] = field(default_factory=lambda: ["last_token"])
+    demos: list[str | None] = field(default_factory=lambda: [None])
     outputs: list[int] = field(default_factory=list)  # candidate single output layers (HF numbering)
     max_window: int = 1  # layer options: every run of 1..max_window consecutive candidate layers
 
@@ -118,6 +122,8 @@ class SearchSpace:
             return list(self.cp_layers)
         if axis == "cp_alpha":
             return list(self.cp_alphas) if current.cp_layer is not None else []
+        if axis == "demo":
+            return list(self.demos)
         if axis == "pooling":
             return list(self.poolings)
         if axis == "layers":
@@ -200,7 +206,7 @@ def dev_pairs(data_dir: Any, limit: int | None = None, subsample: int | None = N
     return STSData(data.spec, {name: part})
 
 
-RowKey = tuple[str, Plan, "int | None", "float | None", str]
+RowKey = tuple[str, Plan, "int | None", "float | None", str, "str | None"]
 
 
 @dataclass
@@ -266,13 +272,13 @@ class DevScorer:
         self.rows_encoded = 0
 
     def _row(
-        self, method: str, plan: Plan, cp_layer: int | None, cp_alpha: float, pooling: str
+        self, method: str, plan: Plan, cp_layer: int | None, cp_alpha: float, pooling: str, demo: str | None
     ) -> dict[int, np.ndarray]:
-        key: RowKey = (method, plan, cp_layer, cp_alpha if cp_layer is not None else None, pooling)
+        key: RowKey = (method, plan, cp_layer, cp_alpha if cp_layer is not None else None, pooling, demo)
         if key in self._rows:
             self._rows.move_to_end(key)
             return self._rows[key]
-        candidate = Candidate((method,), plan, cp_layer, cp_alpha, (self.space.outputs[0],), pooling)
+        candidate = Candidate((method,), plan, cp_layer, cp_alpha, (self.space.outputs[0],), pooling, demo)
         config = EncoderConfig(**{**self.base, **candidate.settings(self.space.cp_mode)})
         encoder = Encoder(self.loaded, config=config)
         before = _forward_count(self.loaded)
@@ -286,7 +292,7 @@ class DevScorer:
     def vectors(self, candidate: Candidate) -> np.ndarray:
         """The candidate's embeddings of ``self.sentences``, combined exactly as the Encoder does."""
         rows = [
-            self._row(m, candidate.tp, candidate.cp_layer, candidate.cp_alpha, candidate.pooling)
+            self._row(m, candidate.tp, candidate.cp_layer, candidate.cp_alpha, candidate.pooling, candidate.demo)
             for m in candidate.prompts
         ]
         return layer_mean([ensemble_mean([row[k] for row in rows]) for k in candidate.layers])
@@ -319,7 +325,8 @@ def coordinate_ascent(scorer: DevScorer, space: SearchSpace, rounds: int = 2, pr
 ]:
     """The search itself (see the module docstring); returns the best candidate, its score and the trace."""
     start = Candidate(
-        space.prompts[0], space.tp[0], space.cp_layers[0], space.cp_alphas[0], (space.outputs[-1],), space.poolings[0]
+        space.prompts[0], space.tp[0], space.cp_layers[0], space.cp_alphas[0], (space.outputs[-1],), space.poolings[0],
+        space.demos[0],
     )
     trace: list[Evaluation] = []
 
@@ -403,6 +410,9 @@ def check_space(space: SearchSpace, num_layers: int) -> None:
     bad_pooling = [p for p in space.poolings if p not in ("last_token", "attention_sum")]
     if bad_pooling:
         raise ValueError(f"pooling options {bad_pooling}: use last_token or attention_sum")
+    for demo in space.demos:
+        if demo is not None:
+            EncoderConfig(demonstration=demo)  # a clear error for a bad one
     if space.max_window < 1:
         raise ValueError("max_window must be >= 1")
 
@@ -419,6 +429,8 @@ def ablation(scorer: DevScorer, recipe: Candidate, vanilla_layers: Sequence[int]
         rows.append(("- TP (vanilla plan)", replace(recipe, tp=None)))
     if recipe.cp_layer is not None:
         rows.append(("- CP", replace(recipe, cp_layer=None)))
+    if recipe.demo is not None:
+        rows.append(("- demonstration (0-shot)", replace(recipe, demo=None)))
     if recipe.pooling != "last_token":
         rows.append(("- attention sum (last-token state)", replace(recipe, pooling="last_token")))
     if len(recipe.layers) > 1:
@@ -456,12 +468,12 @@ def write_outputs(result: SearchResult, out_dir: Path, name: str | None = None) 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {k: out_dir / f for k, f in
              (("grid", "grid.csv"), ("ranked", "ranked.csv"), ("json", "search.json"), ("yaml", "best.yaml"))}
-    columns = ["prompts", "tp", "cp_layer", "cp_alpha", "pooling", "layers", "spearman"]
+    columns = ["prompts", "demo", "tp", "cp_layer", "cp_alpha", "pooling", "layers", "spearman"]
 
     def cells(c: Candidate, score: float) -> list[Any]:
         tp = "vanilla" if c.tp is None else f"{c.tp[0]}-{c.tp[1]}"
         cp = "off" if c.cp_layer is None else c.cp_layer
-        return ["+".join(c.prompts), tp, cp, c.cp_alpha if c.cp_layer is not None else "", c.pooling,
+        return ["+".join(c.prompts), c.demo or "", tp, cp, c.cp_alpha if c.cp_layer is not None else "", c.pooling,
                 ",".join(map(str, c.layers)), f"{score:.4f}"]
 
     with paths["grid"].open("w", newline="") as f:

@@ -24,6 +24,9 @@ def search(
     ] = "off",
     cp_alphas: Annotated[str, typer.Option("--cp-alphas", help="CP alpha options, e.g. 0.5,1")] = "1",
     cp_mode: Annotated[str, typer.Option("--cp-mode", help="ns | nr")] = "ns",
+    demos: Annotated[
+        str, typer.Option("--demos", help="one-shot demonstration options: none and/or built-in names (jockey,chef,...)")
+    ] = "none",
     pooling: Annotated[
         str, typer.Option("--pooling", help="pooling options: last_token, attention_sum (comma-separated)")
     ] = "last_token",
@@ -64,6 +67,7 @@ def search(
             cp_alphas=parse_floats(cp_alphas),
             cp_mode=cp_mode,
             poolings=[p.strip() for p in pooling.split(",") if p.strip()],
+            demos=[None if d.strip() in ("none", "off") else d.strip() for d in demos.split(",") if d.strip()],
             max_window=max_window,
         )
         if cp_mode not in ("ns", "nr"):
