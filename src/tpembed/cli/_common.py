@@ -114,3 +114,10 @@ def check_output_file(path: Path, *, suffix: str | None = None) -> Path:
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write {str(path)!r}: folder {str(ancestor)!r} is not writable")
     return path
+
+
+def check_output_folder(out: Path, first_file: str) -> None:
+    """Check, before any work, that folder ``out`` can take ``first_file`` (and the files beside it)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} exists and is not a folder")
+    check_output_file(out / first_file)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import app
-from ._common import check_output_file, user_errors
+from ._common import check_output_folder, user_errors
 from .evaluate import CacheOption, DataOption, LimitOption, QuietOption
 
 
@@ -54,9 +54,7 @@ def search(
     from ..evaluation import ensure_senteval, tasks_for
 
     with user_errors():
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {str(out)!r} exists and is not a folder")
-        check_output_file(out / "grid.csv")
+        check_output_folder(out, "grid.csv")
         from ..search import (SearchSpace, parse_cp_layers, parse_floats, parse_prompt_options, parse_tp_options)
         from ..sweep import parse_layers
 
