@@ -192,3 +192,24 @@ def test_demonstration_prefixes_every_template_and_composes_with_tp(llama):
     np.testing.assert_allclose(batched, np.stack([enc.encode(s) for s in SENTENCES]), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="demonstration"):
         EncoderConfig(demonstration="no arrow here")
+
+
+@pytest.mark.packaged
+def test_the_shipped_best_recipe_runs_on_the_packaged_model(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tpembed.cli import app
+    from tpembed.config import default_config_path, describe_entry, load_config_file
+    from conftest import DATA_DIR
+
+    entry = load_config_file(default_config_path()).models["smollm2-135m-best"]
+    assert entry.cp_layer is not None and isinstance(entry.output_layer, list)  # the levers are really on
+    assert "CP" in describe_entry(entry)["layers"]
+    out = tmp_path / "best.json"  # the converted model is shared with the other packaged tests; no vectors cached
+    result = CliRunner().invoke(app, ["run", "smollm2-135m-best", "--data", str(DATA_DIR), "--limit", "2",
+                                      "--set", "task_set=stsb", "--no-cache", "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["config"]["cp_layer"] == entry.cp_layer and doc["config"]["output_layer"] == entry.output_layer

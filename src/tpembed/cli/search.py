@@ -101,7 +101,7 @@ def search(
             recipe = result.run_config().encoder_config().model_dump()
             median, ratios = time_ratio(loaded, recipe, scorer.sentences[:time_sentences])
         lines = ["| configuration | STS-B dev | vs recipe |", "|---|---|---|"]
-        lines += [f"| {label}: {c.label()} | {s:.2f} | {s - rows[0][2]:+.2f} |" for label, c, s in rows]
+        lines += [f"| {label}: {_cell(c.label())} | {s:.2f} | {s - rows[0][2]:+.2f} |" for label, c, s in rows]
         lines.append(f"time ratio recipe / vanilla PromptEOL (final layer): {median:.2f}x "
                      f"(repeats: {', '.join(f'{r:.2f}' for r in ratios)})")
         (out / "ablation.md").write_text("\n".join(lines) + "\n")
@@ -113,3 +113,8 @@ def _outputs(layers: list[int] | None, num_layers: int) -> list[int]:
     if not layers:
         return list(range((num_layers + 1) // 2, num_layers + 1))
     return sorted({k + num_layers + 1 if k < 0 else k for k in layers})
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|")
