@@ -44,6 +44,11 @@ def test_config_parses_lists_from_cli_text_and_one_element_lists_are_scalars():
         EncoderConfig(prompt_method=["cot", "cot"])
     with pytest.raises(ValueError):
         EncoderConfig(cp_layer=-1)
+    # the CLI passes list-valued settings as text ("27,28"), so they must not become int options
+    from tpembed.cli._common import _option_type
+
+    fields = EncoderConfig.model_fields
+    assert _option_type(fields["output_layer"].annotation) is str and _option_type(fields["cp_layer"].annotation) is int
 
 
 def test_ensemble_of_one_and_list_of_one_layer_are_the_plain_encoder(llama):
