@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PromptName = Literal["prompteol", "metaeol", "cot", "ke"]
 
 
 class EncoderConfig(BaseModel):
@@ -20,8 +22,10 @@ class EncoderConfig(BaseModel):
         validation_alias=AliasChoices("model", "model_name_or_path"),
         description="packaged name (smollm2-135m, gemma3-270m), .gguf file, HF folder or hub id",
     )
-    prompt_method: Literal["prompteol", "metaeol", "cot", "ke"] = Field(
-        "prompteol", description="prompt method; ignored when template is given"
+    prompt_method: PromptName | list[PromptName] = Field(
+        "prompteol",
+        description="prompt method, or an ensemble: a list (cot,ke) whose L2-normalised embeddings are "
+        "averaged; ignored when template is given",
     )
     template: str | None = Field(
         None, description='custom prompt with {sentence} and, for TP, {placeholder} (renders as "<PST> ")'
@@ -29,7 +33,11 @@ class EncoderConfig(BaseModel):
     use_which_plan: Literal["tp", "vanilla"] = Field("tp", description="tp = Token Prepending on")
     tp_starting_index: int = Field(1, ge=0, description="first decoder layer (0-based) whose input gets the TP copy")
     tp_exiting_index: int = Field(7, ge=0, description="TP runs before layers [start, exit)")
-    output_layer: int = Field(-1, description="HF hidden_states index: 0 = embeddings, L = final normed, -1 = L")
+    output_layer: int | list[int] = Field(
+        -1,
+        description="HF hidden_states index: 0 = embeddings, L = final normed, -1 = L; a list (27,28) "
+        "averages the last-token states of those layers",
+    )
     pst_init: Literal["gaussian", "zeros"] = Field("gaussian", description="initial <PST> input embedding")
     seed: int = Field(0, description="seed of the <PST> embedding")
     device: str = Field("auto", description="auto (cuda if present, else cpu), cpu, cuda, cuda:1 ...")
@@ -46,6 +54,72 @@ class EncoderConfig(BaseModel):
     prefix_cache: bool = Field(
         True, description="compute each template's shared prompt prefix once and reuse its keys/values"
     )
+    demonstration: str | None = Field(
+        None,
+        description="one-shot demonstration before every prompt: a built-in name (jockey, chef, storm, market) "
+        "or 'SENTENCE => WORD' (None: off)",
+    )
+    pooling: Literal["last_token", "attention_sum"] = Field(
+        "last_token",
+        description="last_token: hidden_states[output_layer] at the last token; attention_sum: the sum of the "
+        "last token's attention outputs over decoder layers 0..output_layer-1",
+    )
+    cp_layer: int | None = Field(
+        None,
+        ge=0,
+        description="Contrastive Prompting: decoder layer (0-based) whose attention output projection gets the "
+        "last token's input alpha x (v - v_aux) from the 'irrelevant information' prompt (None: off)",
+    )
+    cp_alpha: float = Field(1.0, description="Contrastive Prompting's scale alpha")
+    cp_mode: Literal["ns", "nr"] = Field(
+        "ns", description="ns: alpha x (v - v_aux); nr: the same with the norm of v kept (norm-preserving)"
+    )
+
+    @field_validator("prompt_method", mode="before")
+    @classmethod
+    def _split_prompt_list(cls, value: Any) -> Any:
+        """'cot,ke' or 'cot+ke' (CLI, --set) -> ['cot', 'ke']; a list of one name is that name."""
+        if isinstance(value, str) and ("," in value or "+" in value):
+            value = [part.strip() for part in value.replace("+", ",").split(",") if part.strip()]
+        if isinstance(value, (list, tuple)):
+            if not value:
+                raise ValueError("a prompt ensemble needs at least one method")
+            if len(set(value)) != len(value):
+                raise ValueError(f"a prompt ensemble lists each method once, got {list(value)}")
+            return value[0] if len(value) == 1 else list(value)
+        return value
+
+    @field_validator("demonstration")
+    @classmethod
+    def _check_demonstration(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .prompts import demonstration_prefix
+
+            demonstration_prefix(value)  # a clear error now, not when the Encoder is built
+        return value
+
+    @field_validator("output_layer", mode="before")
+    @classmethod
+    def _split_layer_list(cls, value: Any) -> Any:
+        """'27,28' (CLI) -> [27, 28]; a list of one layer is that layer."""
+        if isinstance(value, str) and "," in value:
+            try:
+                value = [int(part) for part in value.split(",") if part.strip()]
+            except ValueError:
+                raise ValueError(f"output_layer must be an int or a comma-separated list of ints, got {value!r}") from None
+        if isinstance(value, (list, tuple)):
+            if not value:
+                raise ValueError("output_layer needs at least one layer")
+            return value[0] if len(value) == 1 else list(value)
+        return value
+
+    def output_layers(self) -> list[int]:
+        """``output_layer`` as a list (one element when it is an int)."""
+        return list(self.output_layer) if isinstance(self.output_layer, list) else [self.output_layer]
+
+    def prompt_methods(self) -> list[str]:
+        """``prompt_method`` as a list (one element when it is a single method)."""
+        return list(self.prompt_method) if isinstance(self.prompt_method, list) else [self.prompt_method]
 
     @model_validator(mode="after")
     def _check_tp_range(self) -> EncoderConfig:
@@ -162,7 +236,13 @@ def describe_entry(config: RunConfig) -> dict[str, str]:
         layers = f"TP [{config.tp_starting_index}, {config.tp_exiting_index}), output {config.output_layer}"
     else:
         layers = f"output {config.output_layer}"
-    prompt = "custom template" if config.template else config.prompt_method
+    if config.cp_layer is not None:
+        layers += f", CP {config.cp_mode} at {config.cp_layer} x {config.cp_alpha}"
+    prompt = "custom template" if config.template else "+".join(config.prompt_methods())
+    if config.demonstration:
+        prompt += f" (1-shot: {config.demonstration})"
+    if config.pooling != "last_token":
+        layers += f", {config.pooling}"
     return {
         "model": config.model,
         "plan": config.use_which_plan,

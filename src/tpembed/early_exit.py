@@ -16,7 +16,7 @@ from torch import nn
 from .prepend import hidden_states_arg
 
 
-class _StopForward(Exception):
+class StopForward(Exception):
     """Raised from a hook to end the forward pass once every needed state is captured."""
 
 
@@ -47,7 +47,7 @@ def last_token_states(
         def capture(module: nn.Module, args: tuple, kwargs: dict) -> None:
             captured[k] = hidden_states_arg(args, kwargs)[:, -1]
             if k == deepest:
-                raise _StopForward
+                raise StopForward
 
         return capture
 
@@ -58,7 +58,7 @@ def last_token_states(
         # no cache unless the caller brings one (a cached prompt prefix)
         output = base_model(**{"use_cache": False, **inputs})
         captured[num_layers] = output.last_hidden_state[:, -1]
-    except _StopForward:
+    except StopForward:
         pass
     finally:
         for handle in handles:

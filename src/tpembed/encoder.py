@@ -13,7 +13,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .aggregate import ensemble_mean, layer_mean
+from .attention_sum import attention_outputs, cumulative_sums
 from .config import EncoderConfig
+from .contrastive import AUX_TEMPLATE, contrastive_prompting, output_projection, projection_input
 from .early_exit import last_token_states, resolve_output_layer
 from .inputs import PromptTokenizer, PromptTokens, collate, plan_batches
 from .models import LoadedModel, load_model, prepare_model
@@ -28,7 +31,7 @@ from .prefix_cache import (
     template_prefix_ids,
 )
 from .prepend import add_placeholder_token, token_prepending
-from .prompts import get_prompt_method, normalize_sentence
+from .prompts import PromptMethod, get_prompt_method, normalize_sentence, with_demonstration
 
 _NO_LIMIT = 1_000_000_000
 
@@ -105,6 +108,13 @@ def _warn_about_odd_settings(config: EncoderConfig, output_index: int, use_tp: b
             UserWarning,
             stacklevel=3,
         )
+    elif config.cp_layer is not None and output_index <= config.cp_layer:
+        warnings.warn(
+            f"output_layer={config.output_layer} is read before Contrastive Prompting's layer "
+            f"(cp_layer={config.cp_layer}) has run: CP cannot change these embeddings",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 class Encoder:
@@ -148,15 +158,41 @@ class Encoder:
             self.loaded = load_model(config.model, device=config.device, dtype=config.dtype)
 
         num_layers = self.loaded.num_layers
-        self.output_index = resolve_output_layer(config.output_layer, num_layers)
+        self.output_indices = [resolve_output_layer(k, num_layers) for k in config.output_layers()]
+        self.output_index = self.output_indices[0]
         self.use_tp = config.use_which_plan == "tp"
         if self.use_tp and config.tp_exiting_index > num_layers:
             raise ValueError(
                 f"tp_exiting_index={config.tp_exiting_index} is beyond the model's {num_layers} decoder "
                 f"layers (TP runs before layers [tp_starting_index, tp_exiting_index), 0-based)"
             )
-        self.prompt = get_prompt_method(config.prompt_method, config.template, use_placeholder=self.use_tp)
-        _warn_about_odd_settings(config, self.output_index, self.use_tp)
+        # an ensemble's members, each one or more templates; self.prompt holds all their templates in order
+        names = [None] if config.template is not None else config.prompt_methods()
+        self.members = [
+            with_demonstration(
+                get_prompt_method(name or "", config.template, use_placeholder=self.use_tp), config.demonstration
+            )
+            for name in names
+        ]
+        self.prompt = (
+            self.members[0]
+            if len(self.members) == 1
+            else PromptMethod(
+                "+".join(m.name for m in self.members),
+                tuple(t for m in self.members for t in m.templates),
+                "ensemble: " + ", ".join(m.name for m in self.members),
+            )
+        )
+        if config.cp_layer is not None and config.cp_layer >= num_layers:
+            raise ValueError(
+                f"cp_layer={config.cp_layer} is beyond the model's {num_layers} decoder layers (0-based)"
+            )
+        self._cp_projection = (
+            output_projection(self.loaded.layers[config.cp_layer], self.embedding_dim)
+            if config.cp_layer is not None
+            else None
+        )
+        _warn_about_odd_settings(config, min(self.output_indices), self.use_tp)
         tok = self.loaded.tokenizer
         self._pst_token_id = None
         with self.loaded.lock:  # adding <PST> changes the shared tokenizer and embedding matrix
@@ -197,8 +233,9 @@ class Encoder:
         """
         single = isinstance(sentences, str)
         items = _validate_sentences(sentences)
-        vectors = self.encode_layers(items, [self.config.output_layer], batch_size, show_progress_bar)
-        result = torch.from_numpy(next(iter(vectors.values())))
+        layers = self.config.output_layers()
+        vectors = self.encode_layers(items, layers, batch_size, show_progress_bar)
+        result = torch.from_numpy(layer_mean([vectors[k] for k in layers]))
         if normalize_embeddings:
             result = torch.nn.functional.normalize(result, dim=-1)
         if single:
@@ -229,15 +266,21 @@ class Encoder:
         unique = list(dict.fromkeys(normalize_sentence(s) for s in items))
         with self.loaded.lock:  # the tokenizer is shared (and toggles state per call)
             groups = self._tokenize_all(unique)
-        states = self._run(groups, sorted(set(resolved.values())), batch_size, show_progress_bar)
-        # states are laid out template-major: [template][sentence]; average over templates.
+            aux_group = self._tokenize(AUX_TEMPLATE, unique) if self._cp_projection is not None else None
+        states = self._run(groups, sorted(set(resolved.values())), batch_size, show_progress_bar, aux_group)
+        # states are laid out template-major: [template][sentence]; average over each member's
+        # templates (MetaEOL's 8), then over the ensemble's members
         n_templates = len(self.prompt.templates)
         row_of = {s: i for i, s in enumerate(unique)}
         order = [row_of[normalize_sentence(s)] for s in items]
         out = {}
         for k, index in resolved.items():
             per_template = states[index].reshape(n_templates, len(unique), -1)
-            out[k] = per_template.mean(axis=0)[order]
+            members, first = [], 0
+            for member in self.members:
+                members.append(per_template[first : first + len(member.templates)].mean(axis=0))
+                first += len(member.templates)
+            out[k] = ensemble_mean(members)[order]
         return out
 
     def count_tokens(self, sentences: str | Sequence[str]) -> list[int]:
@@ -277,21 +320,29 @@ class Encoder:
         indices: list[int],
         batch_size: int | None,
         show_progress_bar: bool | None,
+        aux_group: list[PromptTokens] | None = None,
     ) -> dict[int, np.ndarray]:
         """Last-token states for every prompt, rows laid out group after group (template-major).
 
-        Batches never mix templates, so each batch shares one cached prefix.
+        Batches never mix templates, so each batch shares one cached prefix. With Contrastive
+        Prompting, ``aux_group`` (the auxiliary prompt per sentence) runs first, up to the CP layer.
         """
         batch_size = _check_batch_size(batch_size, self.config.batch_size)
         plans = [
             plan_batches([len(p.ids) for p in group], batch_size, self.config.max_batch_tokens) for group in groups
         ]
-        n_batches = sum(len(plan) for plan in plans)
+        aux_plan = (
+            plan_batches([len(p.ids) for p in aux_group], batch_size, self.config.max_batch_tokens)
+            if aux_group is not None
+            else []
+        )
+        n_batches = sum(len(plan) for plan in plans) + len(aux_plan)
         show = n_batches > 1 if show_progress_bar is None else show_progress_bar
         total = sum(len(group) for group in groups)
         out = {k: np.empty((total, self.embedding_dim), dtype=np.float32) for k in indices}
         lock = self.loaded.lock
         with torch.inference_mode(), tqdm(total=n_batches, desc="encoding", unit="batch", disable=not show) as bar:
+            aux_values = self._aux_values(aux_group, aux_plan, bar) if aux_group is not None else None
             offset = 0
             for template, group, plan in zip(self.prompt.templates, groups, plans):
                 with lock:
@@ -301,12 +352,33 @@ class Encoder:
                     # the <PST> row in the shared embedding matrix only while this batch runs.
                     with lock:
                         self._set_pst_row()
-                        states = self._forward([group[i] for i in rows], indices, prefix)
+                        cp_values = aux_values[rows] if aux_values is not None else None
+                        states = self._forward([group[i] for i in rows], indices, prefix, cp_values)
                     for k, value in states.items():
                         out[k][[offset + i for i in rows]] = value.float().cpu().numpy()
                     bar.update(1)
                 offset += len(group)
         return out
+
+    def _aux_values(self, aux_group: list[PromptTokens], plan: list[list[int]], bar: tqdm) -> torch.Tensor:
+        """Contrastive Prompting's ``v_aux``: the CP layer's output-projection input at the auxiliary
+        prompt's last token, one row per sentence (the same for every template of an ensemble)."""
+        assert self._cp_projection is not None and self.config.cp_layer is not None
+        with self.loaded.lock:
+            prefix = self._shared_prefix(AUX_TEMPLATE, aux_group, self.config.cp_layer + 1)
+        values: torch.Tensor | None = None
+        for rows in plan:
+            with self.loaded.lock:
+                self._set_pst_row()
+                inputs, tp = self._inputs([aux_group[i] for i in rows], prefix)
+                with tp:
+                    batch_values = projection_input(self.loaded.model, self._cp_projection, inputs)
+            if values is None:
+                values = batch_values.new_empty((len(aux_group), batch_values.shape[-1]))
+            values[rows] = batch_values
+            bar.update(1)
+        assert values is not None
+        return values
 
     def _set_pst_row(self) -> None:
         """Write this encoder's <PST> input embedding (another encoder of the model may have set its own)."""
@@ -316,10 +388,29 @@ class Encoder:
                 weight[self._pst_token_id] = self._pst_row
 
     def _forward(
-        self, prompts: list[PromptTokens], indices: list[int], prefix: PrefixState | None
+        self,
+        prompts: list[PromptTokens],
+        indices: list[int],
+        prefix: PrefixState | None,
+        cp_values: torch.Tensor | None = None,
     ) -> dict[int, torch.Tensor]:
         """One batch: the suffixes on top of the cached prefix when it applies, else whole prompts."""
-        model, device = self.loaded.model, self.loaded.device
+        inputs, tp = self._inputs(prompts, prefix)
+        cp = (
+            contrastive_prompting(self._cp_projection, cp_values, self.config.cp_alpha, self.config.cp_mode)
+            if cp_values is not None and self._cp_projection is not None
+            else nullcontext()
+        )
+        if self.config.pooling == "attention_sum":
+            with tp, cp, attention_outputs(self.loaded.layers, self.embedding_dim) as collected:
+                last_token_states(self.loaded.model, self.loaded.layers, inputs, indices)
+            return cumulative_sums(collected, indices)
+        with tp, cp:
+            return last_token_states(self.loaded.model, self.loaded.layers, inputs, indices)
+
+    def _inputs(self, prompts: list[PromptTokens], prefix: PrefixState | None) -> tuple[dict[str, Any], Any]:
+        """Model inputs of one batch and its TP hooks (a context manager; a no-op without TP)."""
+        device = self.loaded.device
         if prefix is not None and self._attention_span is not None:
             width = max(len(p.ids) for p in prompts)
             if width > self._attention_span:  # padding between prefix and suffix would skew the window
@@ -340,8 +431,7 @@ class Encoder:
             if self.use_tp
             else nullcontext()
         )
-        with tp:
-            return last_token_states(model, self.loaded.layers, inputs, indices)
+        return inputs, tp
 
     @staticmethod
     def similarity(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarray:

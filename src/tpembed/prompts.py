@@ -87,6 +87,41 @@ PROMPTS: dict[str, PromptMethod] = {
 }
 
 
+#: One-shot demonstrations for PromptEOL-style prompts (arXiv 2307.16645's in-context learning):
+#: a sentence and the one word that sums it up. Written for tpembed (not taken from any STS data);
+#: which one helps is chosen on STS-B dev (``tpembed search --demos``).
+DEMONSTRATIONS: dict[str, tuple[str, str]] = {
+    "jockey": ("A jockey is riding a horse in a race.", "Racing"),
+    "chef": ("A chef is chopping vegetables in a busy kitchen.", "Cooking"),
+    "storm": ("Heavy rain and strong winds knocked out power across the city.", "Storm"),
+    "market": ("Shares dropped after the company reported lower profits.", "Stocks"),
+}
+
+
+def demonstration_prefix(demonstration: str) -> str:
+    """The text put before every template: a built-in name or ``"SENTENCE => WORD"``."""
+    if demonstration in DEMONSTRATIONS:
+        sentence, word = DEMONSTRATIONS[demonstration]
+    else:
+        sentence, sep, word = demonstration.partition("=>")
+        sentence, word = sentence.strip(), word.strip()
+        if not sep or not sentence or not word:
+            raise ValueError(
+                f"demonstration must be one of {sorted(DEMONSTRATIONS)} or 'SENTENCE => WORD', got {demonstration!r}"
+            )
+    if "{" in sentence + word or "}" in sentence + word:
+        raise ValueError(f"a demonstration may not contain braces: {demonstration!r}")
+    return f'This sentence : "{normalize_sentence(sentence)}" means in one word:"{word}". '
+
+
+def with_demonstration(method: PromptMethod, demonstration: str | None) -> PromptMethod:
+    """``method`` with a one-shot demonstration before each template (unchanged when None)."""
+    if demonstration is None:
+        return method
+    prefix = demonstration_prefix(demonstration)
+    return PromptMethod(method.name, tuple(prefix + t for t in method.templates), method.description)
+
+
 def custom_prompt(template: str, *, use_placeholder: bool) -> PromptMethod:
     """Validate a user template and wrap it as a one-template PromptMethod."""
     if template.count(SENTENCE_SLOT) != 1:

@@ -33,7 +33,10 @@ def check_layers(config: EncoderConfig, num_layers: int) -> None:
 
     Run before loading (with :func:`~tpembed.models.model_num_layers`), so a bad index fails in seconds.
     """
-    resolve_output_layer(config.output_layer, num_layers)
+    for layer in config.output_layers():
+        resolve_output_layer(layer, num_layers)
+    if config.cp_layer is not None and config.cp_layer >= num_layers:
+        raise ValueError(f"cp_layer={config.cp_layer} is beyond {config.model}'s {num_layers} decoder layers (0-based)")
     if config.use_which_plan == "tp" and config.tp_exiting_index > num_layers:
         raise ValueError(
             f"tp_exiting_index={config.tp_exiting_index} is beyond {config.model}'s {num_layers} decoder layers "
@@ -81,6 +84,15 @@ def cache_namespace(encoder: Encoder, output_index: int | None = None) -> str | 
         "output_layer": encoder.output_index if output_index is None else output_index,
         "max_length": encoder.max_length,
     }
+    # the levers add keys only when on, so the namespaces (and cached vectors) of plain runs stay the same
+    if output_index is None and len(encoder.output_indices) > 1:
+        key["output_layer"] = encoder.output_indices
+    if len(encoder.members) > 1:
+        key["ensemble"] = [len(m.templates) for m in encoder.members]
+    if config.pooling != "last_token":
+        key["pooling"] = config.pooling
+    if config.cp_layer is not None:
+        key["cp"] = [config.cp_layer, config.cp_alpha, config.cp_mode]
     if encoder.use_tp:
         key.update(tp=[config.tp_starting_index, config.tp_exiting_index], pst_init=config.pst_init, seed=config.seed)
     return json.dumps(key, sort_keys=True)

@@ -37,9 +37,10 @@ def user_errors() -> Iterator[None]:
 
 
 def _option_type(annotation: Any) -> type:
-    """CLI type of a config field: ints stay ints, everything else is passed as text to pydantic."""
+    """CLI type of a config field: ints stay ints, everything else (lists as "a,b") is passed as text to pydantic."""
     args = typing.get_args(annotation)
-    return int if annotation is int or (int in args and str not in args) else str
+    is_list = any(typing.get_origin(a) is list for a in args)
+    return int if annotation is int or (int in args and str not in args and not is_list) else str
 
 
 def encoder_options(func):
@@ -113,3 +114,10 @@ def check_output_file(path: Path, *, suffix: str | None = None) -> Path:
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write {str(path)!r}: folder {str(ancestor)!r} is not writable")
     return path
+
+
+def check_output_folder(out: Path, first_file: str) -> None:
+    """Check, before any work, that folder ``out`` can take ``first_file`` (and the files beside it)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} exists and is not a folder")
+    check_output_file(out / first_file)

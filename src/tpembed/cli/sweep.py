@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ._app import app
-from ._common import check_output_file, user_errors
+from ._common import check_output_folder, user_errors
 from .evaluate import CacheOption, DataOption, LimitOption, QuietOption
 
 
@@ -47,9 +47,7 @@ def sweep(
 
     with user_errors():
         # the checks that need no torch first (an offline first run fails in about a second)
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {str(out)!r} exists and is not a folder")
-        check_output_file(out / "grid.csv")
+        check_output_folder(out, "grid.csv")
         tasks = tasks_for("stsb", "dev") + (tasks_for("sts", "test") if then_test else [])
         data = ensure_senteval(data, tasks, progress=not quiet)
         from ..run import print_tables, run_evaluation
