@@ -218,3 +218,19 @@ def test_the_shipped_best_recipe_runs_on_the_packaged_model(tmp_path):
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert doc["config"]["cp_layer"] == entry.cp_layer and doc["config"]["output_layer"] == entry.output_layer
+
+
+def test_count_tokens_counts_every_prompt_the_encoder_runs(llama):
+    """Usage (the server reports it) counts each ensemble member's prompt and CP's auxiliary prompt."""
+    tokenizer = llama.tokenizer
+    sentences = ["a cat sat", "dogs run in the park"]
+
+    def tokens(template: str, sentence: str) -> int:
+        return len(tokenizer(render(template, normalize_sentence(sentence), use_placeholder=False).text)["input_ids"])
+
+    plain = _enc(llama, use_which_plan="vanilla", prompt_method="prompteol")
+    both = _enc(llama, use_which_plan="vanilla", prompt_method=["prompteol", "ke"], cp_layer=1)
+    aux = [tokens(AUX_TEMPLATE, s) for s in sentences]
+    members = [a - b for a, b in zip(both.count_tokens(sentences), aux)]
+    assert plain.count_tokens(sentences) == [tokens(plain.prompt.templates[0], s) for s in sentences]
+    assert members == [sum(tokens(t, s) for t in both.prompt.templates) for s in sentences]

@@ -286,13 +286,16 @@ class Encoder:
     def count_tokens(self, sentences: str | Sequence[str]) -> list[int]:
         """Prompt tokens each sentence is encoded with (prompt included, after truncation).
 
-        Summed over the prompt method's templates (each template is one forward row), so it is
-        what :meth:`encode` feeds the model for that sentence; a server reports it as usage.
+        Summed over the prompt method's templates (each template is one forward row) and, with
+        Contrastive Prompting, the auxiliary prompt (run up to ``cp_layer``), so it is what
+        :meth:`encode` feeds the model for that sentence; a server reports it as usage.
         """
         items = _validate_sentences(sentences)
         unique = list(dict.fromkeys(normalize_sentence(s) for s in items))
         with self.loaded.lock:  # the tokenizer is shared (and toggles state per call)
             groups = self._tokenize_all(unique)
+            if self._cp_projection is not None:
+                groups.append(self._tokenize(AUX_TEMPLATE, unique))
         per_sentence = {s: sum(len(group[i].ids) for group in groups) for i, s in enumerate(unique)}
         return [per_sentence[normalize_sentence(s)] for s in items]
 
