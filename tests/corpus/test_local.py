@@ -97,3 +97,11 @@ def test_sigkill_mid_run_then_rerun_keeps_finished_shards_and_ends_complete(tmp_
     # killed process ran 1 thread, this one more: float noise only)
     per_shard = np.concatenate([smollm2.encode(texts[i:i + 4]) for i in range(0, 64, 4)])
     assert_vectors_close(vectors, per_shard, rel=1e-5)
+
+
+def test_without_pyarrow_the_error_names_the_extra_before_any_work(tmp_path, monkeypatch):
+    path = write_corpus(tmp_path, sentences(3), "txt")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
+    with pytest.raises(ImportError, match=r"pip install 'tpembed\[corpus\]'"):
+        embed_corpus(path, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()

@@ -46,10 +46,12 @@ def embed_corpus(
     ``gpus_per_worker`` GPUs and ``cpus_per_worker`` CPUs); it joins the cluster at ``address``
     (or ``RAY_ADDRESS``) or starts a local one. The output is the same as the local engine's.
     """
+    from ..integrations._extras import require
     from ..integrations._shared import resolve_config
     from ..models import model_num_layers
     from ..run import check_layers
 
+    require("pyarrow", "corpus", "tpembed embed")  # before any work: every shard is Parquet
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if workers < 1:
