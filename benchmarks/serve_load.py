@@ -2,9 +2,10 @@
 
     OMP_NUM_THREADS=1 python benchmarks/serve_load.py --requests 48 --clients 1 8 32 --rounds 2 --torch-threads 1
 
-Requests of 1-32 distinct STS-B dev sentences (seeded) are sent by N concurrent clients (threads
-with their own httpx connection, base64 as the openai client asks) to a uvicorn server on
-loopback in this process, serving one config (default: the TP preset ``smollm2-135m-tp``).
+Requests of 1-32 distinct sentences (seeded; drawn from STS-B dev and STS12-16, ~26,000 distinct
+sentences, so the default 1,000 requests fit; timing only, no score is computed) are sent by N
+concurrent clients (threads with their own httpx connection, base64 as the openai client asks)
+to a uvicorn server on loopback in this process, serving one config (default: the TP preset ``smollm2-135m-tp``).
 Every answer is checked against the offline vectors (relative 1e-4): lost, mismatched and 5xx
 answers are counted. Baselines on the same loaded model, in the same run:
 
@@ -39,6 +40,8 @@ from tpembed.evaluation import task_sentences
 from tpembed.serving import create_app
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "senteval"
+# the first runs drew from STS-B dev alone (2,909 sentences: --pool-tasks STSBenchmark-dev), too few for 1,000 requests
+POOL_TASKS = ["STSBenchmark-dev", "STS12", "STS13", "STS14", "STS15", "STS16"]
 
 
 def make_requests(sentences: list[str], n: int, seed: int) -> list[list[str]]:
@@ -140,6 +143,8 @@ def main() -> None:
     parser.add_argument("--config", default="smollm2-135m-tp", help="named config to serve")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--pool-tasks", nargs="+", default=POOL_TASKS,
+                        help="tasks whose sentences the requests are drawn from")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--unbatched-clients", type=int, nargs="*", default=[32], help="batching off at these")
     parser.add_argument("--rounds", type=int, default=1)
@@ -153,7 +158,7 @@ def main() -> None:
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     config = resolve_run_config(default_config_path(), args.config, {"device": "cpu"}).encoder_config()
-    pool = task_sentences(["STSBenchmark-dev"], args.data)
+    pool = task_sentences(args.pool_tasks, args.data)
     requests = make_requests(pool, args.requests, args.seed)
     flat = [s for r in requests for s in r]
     loaded = load_model(config.model, device=config.device, dtype=config.dtype)
