@@ -4,8 +4,8 @@
     python benchmarks/embed_corpus.py memory --rows 20000 200000
 
 speed: the first --rows distinct SentEval STS sentences (STS12-16, STS-B) as a .txt file, embedded
-with smollm2-135m by: the local engine with 2 torch threads; Ray with 2 actors x 1 thread; Ray with
-1 actor x 2 threads; each run in its own process, the engines interleaved per repeat (the machine
+with smollm2-135m by (--engines): the local engine with 2 torch threads; Ray with 2 actors x 1
+thread; Ray with 1 actor x 2 threads; each run in its own process, the engines interleaved per repeat (the machine
 may be shared). Per run it prints the end-to-end wall time (model load, Ray start) and the steady
 rate: rows per second between the first and the last finished shard, timed from outside by
 watching the output folder.
@@ -32,9 +32,9 @@ DATA = REPO.parent / "shared" / "senteval"
 STS = ["STS12", "STS13", "STS14", "STS15", "STS16", "STSBenchmark"]
 
 ENGINES = {
-    "local x2 threads": {"engine": "local", "threads": 2},
-    "ray 2 actors x1": {"engine": "ray", "workers": 2, "cpus_per_worker": 1.0, "threads": 1},
-    "ray 1 actor x2": {"engine": "ray", "workers": 1, "cpus_per_worker": 2.0, "threads": 2},
+    "local-2threads": {"engine": "local", "threads": 2},
+    "ray-2actors-x1": {"engine": "ray", "workers": 2, "cpus_per_worker": 1.0, "threads": 1},
+    "ray-1actor-x2": {"engine": "ray", "workers": 1, "cpus_per_worker": 2.0, "threads": 2},
 }
 
 # One run in a fresh process: embed, then print the manifest's counts, the peak RSS and the wall time.
@@ -80,13 +80,14 @@ def speed(args: argparse.Namespace) -> None:
     from tpembed.evaluation import task_sentences
 
     texts = task_sentences(STS, args.data)[: args.rows]
-    results: dict[str, list[dict]] = {name: [] for name in ENGINES}
+    engines = {name: ENGINES[name] for name in args.engines}
+    results: dict[str, list[dict]] = {name: [] for name in engines}
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "sts.txt"
         corpus.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
         for repeat in range(args.repeats):
-            for name, engine in ENGINES.items():
-                out = Path(tmp) / f"out-{repeat}-{name.replace(' ', '-')}"
+            for name, engine in engines.items():
+                out = Path(tmp) / f"out-{repeat}-{name}"
                 run = {"input": str(corpus), "output": str(out), "model": args.model,
                        "rows_per_shard": args.rows_per_shard, **engine}
                 result = run_child(run, watch=out / "embeddings")
@@ -95,11 +96,14 @@ def speed(args: argparse.Namespace) -> None:
                       f"end-to-end {result['embedded'] / result['wall']:6.1f} rows/s  "
                       f"steady {result.get('steady_rows_per_s', float('nan')):6.1f} rows/s", flush=True)
     print(f"\n{len(texts)} sentences, {args.model}, {args.rows_per_shard} rows per shard, median of {args.repeats}:")
-    base = statistics.median(r["steady_rows_per_s"] for r in results["local x2 threads"])
+    base = statistics.median(r["steady_rows_per_s"] for r in results[args.engines[0]])
     for name, runs in results.items():
         steady = statistics.median(r["steady_rows_per_s"] for r in runs)
         wall = statistics.median(r["wall"] for r in runs)
-        print(f"  {name:18s} steady {steady:6.1f} rows/s ({steady / base:.2f}x local)  wall {wall:6.1f} s")
+        print(f"  {name:18s} steady {steady:6.1f} rows/s ({steady / base:.2f}x {args.engines[0]})  wall {wall:6.1f} s")
+    if args.out:
+        args.out.write_text(json.dumps({"rows": len(texts), "model": args.model, "rows_per_shard": args.rows_per_shard,
+                                        "results": results}, indent=1))
 
 
 def tiny_model(folder: Path) -> Path:
@@ -141,6 +145,9 @@ def main() -> None:
     p_speed.add_argument("--rows-per-shard", type=int, default=100)
     p_speed.add_argument("--model", default="smollm2-135m")
     p_speed.add_argument("--data", type=Path, default=DATA)
+    p_speed.add_argument("--engines", nargs="+", choices=list(ENGINES), default=list(ENGINES),
+                         help="engines to run, in this order; ratios are to the first")
+    p_speed.add_argument("--out", type=Path, help="write every run's figures here as JSON")
     p_memory = sub.add_parser("memory", help="driver peak RSS per input size")
     p_memory.add_argument("--rows", type=int, nargs="+", default=[20_000, 200_000])
     p_memory.add_argument("--rows-per-shard", type=int, default=10_000)
