@@ -69,7 +69,7 @@ def test_coordinate_ascent_keeps_the_best_and_ensembles_cost_no_pass(tiny, tmp_p
 
     scorer = DevScorer(tiny, dev_pairs(DATA_DIR, LIMIT), SearchSpace(**SPACE), result.base_settings, progress=False)
     recipe = Candidate(("prompteol", "ke"), (1, 2), 1, 0.5, (3, 4))
-    labels = [label for label, _, _ in ablation(scorer, recipe, [2, 3, 4])]
+    labels = [label for label, _, _ in ablation(scorer, recipe, [2, 3, 4], 4)]
     assert labels[0] == "recipe" and "- TP (vanilla plan)" in labels and "- CP" in labels
     assert sum(label.startswith("- ensemble") for label in labels) == 2
 
@@ -95,11 +95,14 @@ def test_cli_search_runs_end_to_end_on_a_saved_tiny_model(tmp_path, monkeypatch)
     out = tmp_path / "search"
     result = CliRunner().invoke(app, [
         "search", "--model", str(folder), "--prompts", "prompteol,ke+prompteol", "--tp", "vanilla,1-2",
-        "--cp-layers", "off,1", "--outputs", "3,4", "--max-window", "2", "--limit", str(LIMIT), "--data",
+        "--cp-layers", "off,1", "--outputs", "2,3", "--max-window", "2", "--limit", str(LIMIT), "--data",
         str(DATA_DIR), "--out", str(out), "--ablate", "--time-sentences", "8", "--quiet"])
     assert result.exit_code == 0, result.output
     assert "best on STS-B dev" in result.output and "time ratio" in result.output
     assert {p.name for p in out.iterdir()} >= {"grid.csv", "ranked.csv", "search.json", "best.yaml", "ablation.md"}
+    # vanilla's "last layer" is the model's (4), not the last of --outputs
+    last = r"| vanilla PromptEOL, last layer 4: prompteol \| vanilla \| CP off \| layers 4 |"
+    assert last in (out / "ablation.md").read_text()
     bad = CliRunner().invoke(app, ["search", "--model", str(folder), "--tp", "1-9", "--data", str(DATA_DIR),
                                    "--out", str(tmp_path / "bad"), "--quiet"])
     assert bad.exit_code == 2 and "beyond" in bad.output

@@ -420,8 +420,16 @@ def check_space(space: SearchSpace, num_layers: int) -> None:
 # ---- ablation and cost ---------------------------------------------------------------------------
 
 
-def ablation(scorer: DevScorer, recipe: Candidate, vanilla_layers: Sequence[int]) -> list[tuple[str, Candidate, float]]:
-    """The recipe, the recipe minus each lever it uses, and vanilla PromptEOL (last and dev-best layer)."""
+def ablation(
+    scorer: DevScorer, recipe: Candidate, vanilla_layers: Sequence[int], last_layer: int
+) -> list[tuple[str, Candidate, float]]:
+    """The recipe, the recipe minus each lever it uses, and vanilla PromptEOL at the model's last layer
+    and at its dev-best layer among ``vanilla_layers`` and the last one.
+
+    ``scorer.space.outputs`` must hold every layer scored here (its rows are encoded at those layers)."""
+    needed = set(recipe.layers) | set(vanilla_layers) | {last_layer}
+    if not needed <= set(scorer.space.outputs):
+        raise ValueError(f"the scorer's output layers {scorer.space.outputs} lack {sorted(needed - set(scorer.space.outputs))}")
     rows: list[tuple[str, Candidate]] = [("recipe", recipe)]
     if len(recipe.prompts) > 1:
         rows += [(f"- ensemble (only {m})", replace(recipe, prompts=(m,))) for m in recipe.prompts]
@@ -435,9 +443,10 @@ def ablation(scorer: DevScorer, recipe: Candidate, vanilla_layers: Sequence[int]
         rows.append(("- attention sum (last-token state)", replace(recipe, pooling="last_token")))
     if len(recipe.layers) > 1:
         rows += [(f"- layer window (only {k})", replace(recipe, layers=(k,))) for k in recipe.layers]
-    plain = Candidate(("prompteol",), None, None, recipe.cp_alpha, (max(vanilla_layers),))
-    rows.append(("vanilla PromptEOL, last layer", plain))
-    best_layer = max(vanilla_layers, key=lambda k: scorer.score(replace(plain, layers=(k,))))
+    plain = Candidate(("prompteol",), None, None, recipe.cp_alpha, (last_layer,))
+    rows.append((f"vanilla PromptEOL, last layer {last_layer}", plain))
+    layers = sorted(set(vanilla_layers) | {last_layer})
+    best_layer = max(layers, key=lambda k: scorer.score(replace(plain, layers=(k,))))
     rows.append((f"vanilla PromptEOL, dev-best layer {best_layer}", replace(plain, layers=(best_layer,))))
     return [(label, c, scorer.score(c)) for label, c in rows]
 

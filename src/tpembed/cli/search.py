@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -95,9 +96,11 @@ def search(
         with user_errors():
             from ..search import DevScorer, dev_pairs
 
-            scorer = DevScorer(loaded, dev_pairs(data, limit, subsample), space, result.base_settings,
+            # vanilla's "last layer" row is the model's last layer even when --outputs stops short of it
+            with_last = dataclasses.replace(space, outputs=sorted({*space.outputs, loaded.num_layers}))
+            scorer = DevScorer(loaded, dev_pairs(data, limit, subsample), with_last, result.base_settings,
                                use_cache=cache, progress=not quiet)
-            rows = ablation(scorer, result.best, space.outputs)
+            rows = ablation(scorer, result.best, space.outputs, loaded.num_layers)
             recipe = result.run_config().encoder_config().model_dump()
             median, ratios = time_ratio(loaded, recipe, scorer.sentences[:time_sentences])
         lines = ["| configuration | STS-B dev | vs recipe |", "|---|---|---|"]
