@@ -142,7 +142,8 @@ def test_configs_lists_every_entry_and_shows_one_as_a_file_to_edit(tmp_path):
     lines = listing.output.splitlines()
     for name, entry in config_file.models.items():
         row = next(line for line in lines if line.split()[0] == name)
-        assert entry.model in row and entry.use_which_plan in row and entry.prompt_method in row
+        methods = entry.prompt_method if isinstance(entry.prompt_method, str) else "+".join(entry.prompt_method)
+        assert entry.model in row and entry.use_which_plan in row and methods in row  # an ensemble shows as a+b
         assert f"output {entry.output_layer}" in row
         if entry.use_which_plan == "tp":
             assert f"TP [{entry.tp_starting_index}, {entry.tp_exiting_index})" in row
