@@ -69,7 +69,7 @@ def test_coordinate_ascent_keeps_the_best_and_ensembles_cost_no_pass(tiny, tmp_p
 
     scorer = DevScorer(tiny, dev_pairs(DATA_DIR, LIMIT), SearchSpace(**SPACE), result.base_settings, progress=False)
     recipe = Candidate(("prompteol", "ke"), (1, 2), 1, 0.5, (3, 4))
-    labels = [label for label, _, _ in ablation(scorer, recipe, [2, 3, 4], 4)]
+    labels = [label for label, _, _ in ablation(scorer, recipe, [2, 3, 4])]
     assert labels[0] == "recipe" and "- TP (vanilla plan)" in labels and "- CP" in labels
     assert sum(label.startswith("- ensemble") for label in labels) == 2
 

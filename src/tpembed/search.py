@@ -420,16 +420,15 @@ def check_space(space: SearchSpace, num_layers: int) -> None:
 # ---- ablation and cost ---------------------------------------------------------------------------
 
 
-def ablation(
-    scorer: DevScorer, recipe: Candidate, vanilla_layers: Sequence[int], last_layer: int
-) -> list[tuple[str, Candidate, float]]:
+def ablation(scorer: DevScorer, recipe: Candidate, vanilla_layers: Sequence[int]) -> list[tuple[str, Candidate, float]]:
     """The recipe, the recipe minus each lever it uses, and vanilla PromptEOL at the model's last layer
     and at its dev-best layer among ``vanilla_layers`` and the last one.
 
     ``scorer.space.outputs`` must hold every layer scored here (its rows are encoded at those layers)."""
-    needed = set(recipe.layers) | set(vanilla_layers) | {last_layer}
-    if not needed <= set(scorer.space.outputs):
-        raise ValueError(f"the scorer's output layers {scorer.space.outputs} lack {sorted(needed - set(scorer.space.outputs))}")
+    last_layer = scorer.loaded.num_layers
+    missing = sorted((set(recipe.layers) | set(vanilla_layers) | {last_layer}) - set(scorer.space.outputs))
+    if missing:
+        raise ValueError(f"the scorer's output layers {scorer.space.outputs} lack {missing}")
     rows: list[tuple[str, Candidate]] = [("recipe", recipe)]
     if len(recipe.prompts) > 1:
         rows += [(f"- ensemble (only {m})", replace(recipe, prompts=(m,))) for m in recipe.prompts]

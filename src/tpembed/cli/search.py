@@ -100,7 +100,7 @@ def search(
             with_last = dataclasses.replace(space, outputs=sorted({*space.outputs, loaded.num_layers}))
             scorer = DevScorer(loaded, dev_pairs(data, limit, subsample), with_last, result.base_settings,
                                use_cache=cache, progress=not quiet)
-            rows = ablation(scorer, result.best, space.outputs, loaded.num_layers)
+            rows = ablation(scorer, result.best, space.outputs)
             recipe = result.run_config().encoder_config().model_dump()
             median, ratios = time_ratio(loaded, recipe, scorer.sentences[:time_sentences])
         lines = ["| configuration | STS-B dev | vs recipe |", "|---|---|---|"]
