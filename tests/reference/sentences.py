@@ -1,0 +1,30 @@
+"""The sentences and configs the packaged reference vectors are computed for."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA_DIR = Path(os.environ.get("TPEMBED_DATA", REPO_ROOT.parent / "shared" / "senteval"))
+
+
+def reference_sentences(n_pairs: int = 32) -> list[str]:
+    """The first ``n_pairs`` STS-B dev pairs, both sides: 64 sentences."""
+    from tpembed.evaluation.data import load_task
+
+    data = load_task("STSBenchmark-dev", DATA_DIR, limit=n_pairs)
+    return data.sentences()
+
+
+def packaged_configs() -> dict:
+    """Every named config shipped with tpembed whose model is a packaged one, device cpu, fp32."""
+    from tpembed.config import default_config_path, load_config_file
+    from tpembed.models import PACKAGED_MODELS
+
+    entries = load_config_file(default_config_path()).models
+    return {
+        name: entry.encoder_config().model_copy(update={"device": "cpu", "dtype": "float32"})
+        for name, entry in entries.items()
+        if entry.model in PACKAGED_MODELS
+    }
