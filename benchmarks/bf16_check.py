@@ -12,7 +12,7 @@ import numpy as np
 
 from tpembed import Encoder, load_model
 from tpembed.evaluation import task_sentences
-from tpembed.run import default_data_dir
+from tpembed.evaluation.pipeline import default_data_dir
 
 
 def main() -> None:

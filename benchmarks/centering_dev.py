@@ -18,11 +18,13 @@ import argparse
 import numpy as np
 from scipy.stats import spearmanr
 
-from tpembed.cache import EmbeddingCache, cached, default_cache_dir
+from tpembed.embedding_cache import EmbeddingCache, cached, default_cache_dir
 from tpembed.config import default_config_path, resolve_run_config
 from tpembed.encoder import Encoder
 from tpembed.evaluation.data import load_task, resolve_data_dir
-from tpembed.run import cache_namespace, default_data_dir, load_checked
+from tpembed.evaluation.pipeline import default_data_dir
+from tpembed.identity import cache_namespace
+from tpembed.models import load_checked
 
 
 def cosine_spearman(a: np.ndarray, b: np.ndarray, gold: np.ndarray) -> float:

@@ -23,7 +23,7 @@ from pathlib import Path
 from tpembed import Encoder, load_model
 from tpembed.config import default_config_path, parse_overrides, resolve_run_config
 from tpembed.evaluation import task_sentences, tasks_for
-from tpembed.run import default_data_dir
+from tpembed.evaluation.pipeline import default_data_dir
 from tpembed.sweep import _encode_row
 
 CHUNK = 4096  # cache.cached's chunk: a cold `tpembed run` encodes these very chunks

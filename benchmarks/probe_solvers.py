@@ -20,13 +20,14 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from tpembed.cache import EmbeddingCache, cached, default_cache_dir
+from tpembed.embedding_cache import EmbeddingCache, cached, default_cache_dir
 from tpembed.config import default_config_path, parse_overrides, resolve_run_config
 from tpembed.encoder import Encoder
 from tpembed.evaluation._embeddings import encode_unique
 from tpembed.evaluation.data import get_spec, load_task
 from tpembed.evaluation.transfer import _fit_raw, features
-from tpembed.run import cache_namespace, default_data_dir
+from tpembed.evaluation.pipeline import default_data_dir
+from tpembed.identity import cache_namespace
 
 
 def trec_train(name: str, overrides: list[str], data: str | None) -> tuple[np.ndarray, np.ndarray]:

@@ -47,7 +47,7 @@ from tpembed.evaluation import evaluate, load_task
 from tpembed.evaluation.report import library_versions
 from tpembed.models import _resolve_source, default_cache_dir
 from tpembed.prompts import PROMPTS, normalize_sentence, render
-from tpembed.run import default_data_dir
+from tpembed.evaluation.pipeline import default_data_dir
 
 EncodeFn = Callable[[list[str]], np.ndarray]
 

@@ -38,7 +38,7 @@ from tpembed import Encoder, load_model
 from tpembed.evaluation import load_task
 from tpembed.models import load_causal_lm
 from tpembed.prompts import PROMPTS, normalize_sentence, render
-from tpembed.run import default_data_dir
+from tpembed.evaluation.pipeline import default_data_dir
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 from tpembed import Encoder, load_model
 from tpembed.evaluation import load_task, score_sts
 from tpembed.evaluation._embeddings import EmbeddingTable
-from tpembed.run import default_data_dir
+from tpembed.evaluation.pipeline import default_data_dir
 
 
 def main() -> None:

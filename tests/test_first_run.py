@@ -282,13 +282,11 @@ def test_data_download_command_uses_the_environment_url(fresh, hub, senteval_tar
 def no_model_loads(monkeypatch):
     """Fail the test if anything tries to load model weights."""
     import tpembed.models
-    import tpembed.run
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before a check that should have failed first")
 
-    for module in (tpembed.models, tpembed.run):
-        monkeypatch.setattr(module, "load_model_with_progress", refuse)
+    monkeypatch.setattr(tpembed.models, "load_model_with_progress", refuse)
     monkeypatch.setattr(tpembed.models, "load_model", refuse)
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import make_model, make_tokenizer
 
-from tpembed.aggregate import ensemble_mean
+from tpembed.levers.aggregate import ensemble_mean
 from tpembed.config import EncoderConfig
-from tpembed.contrastive import AUX_TEMPLATE, contrastive_update, output_projection
+from tpembed.levers.contrastive import AUX_TEMPLATE, contrastive_update, output_projection
 from tpembed.encoder import Encoder
 from tpembed.models import prepare_model
 from tpembed.prompts import normalize_sentence, render
@@ -158,7 +158,7 @@ def test_attention_sum_is_the_sum_of_the_last_tokens_attention_outputs(llama):
     plain = _enc(llama, output_layer=4)
     tok, model = llama.tokenizer, llama.model
     template = plain.prompt.templates[0]
-    from tpembed.prepend import token_prepending
+    from tpembed.levers.prepend import token_prepending
 
     expected = {3: [], 4: []}
     for s in SENTENCES:

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, Gemma3TextConfig
 from tpembed import Encoder
 from tpembed.config import EncoderConfig, default_config_path, load_config_file, resolve_run_config
 from tpembed.inputs import PromptTokens, collate, plan_batches
-from tpembed.prefix_cache import shared_prefix_length, template_prefix_ids
+from tpembed.levers.prefix_cache import shared_prefix_length, template_prefix_ids
 from tpembed.prompts import normalize_sentence
 
 # very different lengths in one batch, a sentence opening with a quote (merges with the

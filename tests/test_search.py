@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from tpembed.cli import app
 from tpembed.config import RunConfig, resolve_run_config
 from tpembed.models import prepare_model
-from tpembed.run import run_evaluation
+from tpembed.evaluation.pipeline import run_evaluation
 from tpembed.search import (
     Candidate,
     DevScorer,

@@ -14,7 +14,7 @@ from tpembed.config import RunConfig, load_config_file, resolve_run_config
 from tpembed.encoder import Encoder
 from tpembed.evaluation import task_sentences
 from tpembed.models import prepare_model
-from tpembed.run import run_evaluation
+from tpembed.evaluation.pipeline import run_evaluation
 from tpembed.sweep import (
     check_grid,
     parse_layers,

@@ -1,10 +1,18 @@
-"""Encoder settings, named like the paper's config keys, validated with pydantic."""
+"""Encoder settings, named like the paper's config keys, validated with pydantic: the one registry.
+
+Every field of :class:`EncoderConfig` declares, beside its type and description, whether it
+changes the vectors (then it is part of :func:`tpembed.identity.identity`, which keys the embedding
+cache, corpus resume, MTEB results, saved sentence-transformers models and ``/v1/models``) and
+whether ``tpembed search`` may vary it. :func:`resolve_config` is the one way to name settings:
+a named config, a YAML file, an EncoderConfig or nothing (the packaged default), plus overrides.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Union
 
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -12,67 +20,78 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 PromptName = Literal["prompteol", "metaeol", "cot", "ke"]
 
 
+def setting(default: Any, *, vectors: bool, search: bool = False, description: str, **field_kwargs: Any) -> Any:
+    """A field of :class:`EncoderConfig`: ``vectors`` says whether another value can change an
+    embedding (so it belongs to the identity), ``search`` whether ``tpembed search`` may vary it."""
+    return Field(
+        default,
+        description=description,
+        json_schema_extra={"changes_vectors": vectors, "searchable": search},
+        **field_kwargs,
+    )
+
+
 class EncoderConfig(BaseModel):
     """Every setting of an :class:`~tpembed.Encoder`. Unknown keys are an error."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
-    model: str = Field(
+    model: str = setting(
         "smollm2-135m",
         validation_alias=AliasChoices("model", "model_name_or_path"),
-        description="packaged name (smollm2-135m, gemma3-270m), .gguf file, HF folder or hub id",
+        vectors=True, description="packaged name (smollm2-135m, gemma3-270m), .gguf file, HF folder or hub id",
     )
-    prompt_method: PromptName | list[PromptName] = Field(
+    prompt_method: PromptName | list[PromptName] = setting(
         "prompteol",
-        description="prompt method, or an ensemble: a list (cot,ke) whose L2-normalised embeddings are "
+        vectors=True, search=True, description="prompt method, or an ensemble: a list (cot,ke) whose L2-normalised embeddings are "
         "averaged; ignored when template is given",
     )
-    template: str | None = Field(
-        None, description='custom prompt with {sentence} and, for TP, {placeholder} (renders as "<PST> ")'
+    template: str | None = setting(
+        None, vectors=True, description='custom prompt with {sentence} and, for TP, {placeholder} (renders as "<PST> ")'
     )
-    use_which_plan: Literal["tp", "vanilla"] = Field("tp", description="tp = Token Prepending on")
-    tp_starting_index: int = Field(1, ge=0, description="first decoder layer (0-based) whose input gets the TP copy")
-    tp_exiting_index: int = Field(7, ge=0, description="TP runs before layers [start, exit)")
-    output_layer: int | list[int] = Field(
+    use_which_plan: Literal["tp", "vanilla"] = setting("tp", vectors=True, search=True, description="tp = Token Prepending on")
+    tp_starting_index: int = setting(1, ge=0, vectors=True, search=True, description="first decoder layer (0-based) whose input gets the TP copy")
+    tp_exiting_index: int = setting(7, ge=0, vectors=True, search=True, description="TP runs before layers [start, exit)")
+    output_layer: int | list[int] = setting(
         -1,
-        description="HF hidden_states index: 0 = embeddings, L = final normed, -1 = L; a list (27,28) "
+        vectors=True, search=True, description="HF hidden_states index: 0 = embeddings, L = final normed, -1 = L; a list (27,28) "
         "averages the last-token states of those layers",
     )
-    pst_init: Literal["gaussian", "zeros"] = Field("gaussian", description="initial <PST> input embedding")
-    seed: int = Field(0, description="seed of the <PST> embedding")
-    device: str = Field("auto", description="auto (cuda if present, else cpu), cpu, cuda, cuda:1 ...")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto: bf16 on cuda, fp32 on cpu")
-    max_length: int | None = Field(
-        None, gt=0, description="max prompt tokens; the sentence is shortened, never the prompt (None: model limit)"
+    pst_init: Literal["gaussian", "zeros"] = setting("gaussian", vectors=True, description="initial <PST> input embedding")
+    seed: int = setting(0, vectors=True, description="seed of the <PST> embedding")
+    device: str = setting("auto", vectors=False, description="auto (cuda if present, else cpu), cpu, cuda, cuda:1 ...")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = setting("auto", vectors=True, description="auto: bf16 on cuda, fp32 on cpu")
+    max_length: int | None = setting(
+        None, gt=0, vectors=True, description="max prompt tokens; the sentence is shortened, never the prompt (None: model limit)"
     )
-    batch_size: int = Field(16, gt=0, description="sentences per forward pass")
-    max_batch_tokens: int | None = Field(
+    batch_size: int = setting(16, gt=0, vectors=False, description="sentences per forward pass")
+    max_batch_tokens: int | None = setting(
         None,
         gt=0,
-        description="cap rows x padded prompt length per forward pass (batch_size still caps rows; None: rows only)",
+        vectors=False, description="cap rows x padded prompt length per forward pass (batch_size still caps rows; None: rows only)",
     )
-    prefix_cache: bool = Field(
-        True, description="compute each template's shared prompt prefix once and reuse its keys/values"
+    prefix_cache: bool = setting(
+        True, vectors=False, description="compute each template's shared prompt prefix once and reuse its keys/values"
     )
-    demonstration: str | None = Field(
+    demonstration: str | None = setting(
         None,
-        description="one-shot demonstration before every prompt: a built-in name (jockey, chef, storm, market) "
+        vectors=True, search=True, description="one-shot demonstration before every prompt: a built-in name (jockey, chef, storm, market) "
         "or 'SENTENCE => WORD' (None: off)",
     )
-    pooling: Literal["last_token", "attention_sum"] = Field(
+    pooling: Literal["last_token", "attention_sum"] = setting(
         "last_token",
-        description="last_token: hidden_states[output_layer] at the last token; attention_sum: the sum of the "
+        vectors=True, search=True, description="last_token: hidden_states[output_layer] at the last token; attention_sum: the sum of the "
         "last token's attention outputs over decoder layers 0..output_layer-1",
     )
-    cp_layer: int | None = Field(
+    cp_layer: int | None = setting(
         None,
         ge=0,
-        description="Contrastive Prompting: decoder layer (0-based) whose attention output projection gets the "
+        vectors=True, search=True, description="Contrastive Prompting: decoder layer (0-based) whose attention output projection gets the "
         "last token's input alpha x (v - v_aux) from the 'irrelevant information' prompt (None: off)",
     )
-    cp_alpha: float = Field(1.0, description="Contrastive Prompting's scale alpha")
-    cp_mode: Literal["ns", "nr"] = Field(
-        "ns", description="ns: alpha x (v - v_aux); nr: the same with the norm of v kept (norm-preserving)"
+    cp_alpha: float = setting(1.0, vectors=True, search=True, description="Contrastive Prompting's scale alpha")
+    cp_mode: Literal["ns", "nr"] = setting(
+        "ns", vectors=True, search=True, description="ns: alpha x (v - v_aux); nr: the same with the norm of v kept (norm-preserving)"
     )
 
     @field_validator("prompt_method", mode="before")
@@ -207,18 +226,13 @@ def resolve_run_config(
     if name is None:
         raise ValueError(f"no config name given and {path} has no default_config; choose one of {sorted(config_file.models)}")
     if name not in config_file.models:
-        raise ValueError(f"config {name!r} not found in {path}; available: {', '.join(sorted(config_file.models))}")
-    entry = config_file.models[name].model_dump()
-    overrides = dict(overrides or {})
-    if "model_name_or_path" in overrides:  # the paper's name for the key stored as `model`
-        if "model" in overrides:
-            raise ValueError("give model_name_or_path or model, not both")
-        overrides["model"] = overrides.pop("model_name_or_path")
-    entry.update(overrides)
-    try:
-        return RunConfig.model_validate(entry)
-    except ValidationError as err:
-        raise _explain(err, f"{path} [{name}] with overrides {overrides}") from None
+        where = "the named configs shipped with tpembed" if Path(path) == default_config_path() else str(path)
+        raise ValueError(
+            f"config {name!r} not found in {where}; available: {', '.join(sorted(config_file.models))}"
+            + ("" if where == str(path) else " (or give a YAML file)")
+        )
+    base = config_file.models[name]
+    return _with_overrides(base, dict(overrides), f"{path} [{name}]") if overrides else base
 
 
 def default_config_path() -> Path:
@@ -262,3 +276,93 @@ def entry_document(config_file: ConfigFile, name: str) -> dict[str, Any]:
     entry = config_file.models[name].model_dump()
     entry = {"model_name_or_path": entry.pop("model"), **entry}
     return {"default_config": name, "models": {name: entry}}
+
+
+# --------------------------------------------------------------------------- the registry's flags
+
+
+def _flag(name: str, flag: str) -> bool:
+    extra = EncoderConfig.model_fields[name].json_schema_extra
+    if not isinstance(extra, dict) or flag not in extra:
+        raise TypeError(f"EncoderConfig.{name} is not declared with setting(...): say whether it changes vectors")
+    return bool(extra[flag])
+
+
+def vector_settings() -> tuple[str, ...]:
+    """The EncoderConfig fields whose value can change an embedding (all of them are in the identity)."""
+    return tuple(name for name in EncoderConfig.model_fields if _flag(name, "changes_vectors"))
+
+
+def free_settings() -> tuple[str, ...]:
+    """The EncoderConfig fields that never change an embedding (batching, placement, the prefix cache)."""
+    return tuple(name for name in EncoderConfig.model_fields if not _flag(name, "changes_vectors"))
+
+
+def searchable_settings() -> tuple[str, ...]:
+    """The EncoderConfig fields ``tpembed search`` may vary."""
+    return tuple(name for name in EncoderConfig.model_fields if _flag(name, "searchable"))
+
+
+# --------------------------------------------------------------------------- one way to name a config
+
+ConfigSource = Union[str, "os.PathLike[str]", EncoderConfig, None]
+
+
+def default_config_name() -> str:
+    """The packaged default config (``default_config`` of the shipped file): what every entry point
+    uses when nothing is named."""
+    name = load_config_file(default_config_path()).default_config
+    assert name is not None, "the shipped config file names its default_config"
+    return name
+
+
+def _is_config_file(source: str | os.PathLike[str]) -> bool:
+    path = Path(source).expanduser()
+    return path.suffix.lower() in (".yaml", ".yml") or path.is_file()
+
+
+def resolve_config(
+    config: ConfigSource = None, overrides: Mapping[str, Any] | None = None, *, name: str | None = None
+) -> RunConfig:
+    """The one way to name settings, for Python and every CLI command.
+
+    ``config`` is a named config (``tpembed configs`` lists them), a YAML file of named configs
+    (``name`` picks the entry, else its ``default_config``), an :class:`EncoderConfig`, or None for
+    the packaged default config. ``overrides`` (EncoderConfig or RunConfig keys) go on top.
+    """
+    overrides = dict(overrides or {})
+    if isinstance(config, EncoderConfig):
+        if name is not None:
+            raise ValueError("name picks an entry of a config file; it does not apply to an EncoderConfig")
+        base = config if isinstance(config, RunConfig) else RunConfig(**config.model_dump())
+        return _with_overrides(base, overrides, "the given EncoderConfig") if overrides else base
+    if config is None:
+        return resolve_run_config(default_config_path(), name, overrides)
+    if not isinstance(config, (str, os.PathLike)):
+        raise ValueError(
+            f"config must be a config name, a YAML file or an EncoderConfig, got {type(config).__name__}"
+        )
+    if _is_config_file(config):
+        return resolve_run_config(config, name, overrides)
+    if name is not None:
+        raise ValueError(f"give a config name ({config!r}) or name={name!r} of a config file, not both")
+    return resolve_run_config(default_config_path(), str(config), overrides)
+
+
+def _with_overrides(base: RunConfig, overrides: dict[str, Any], where: str) -> RunConfig:
+    entry = base.model_dump()
+    entry.update(_rename_model_key(overrides))
+    try:
+        return RunConfig.model_validate(entry)
+    except ValidationError as err:
+        raise _explain(err, f"{where} with overrides {overrides}") from None
+
+
+def _rename_model_key(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The paper's ``model_name_or_path`` is stored as ``model``."""
+    overrides = dict(overrides)
+    if "model_name_or_path" in overrides:
+        if "model" in overrides:
+            raise ValueError("give model_name_or_path or model, not both")
+        overrides["model"] = overrides.pop("model_name_or_path")
+    return overrides

@@ -13,14 +13,14 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .aggregate import ensemble_mean, layer_mean
-from .attention_sum import attention_outputs, cumulative_sums
+from .levers.aggregate import ensemble_mean, layer_mean
+from .levers.attention_sum import attention_outputs, cumulative_sums
 from .config import EncoderConfig
-from .contrastive import AUX_TEMPLATE, contrastive_prompting, output_projection, projection_input
-from .early_exit import last_token_states, resolve_output_layer
+from .levers.contrastive import AUX_TEMPLATE, contrastive_prompting, output_projection, projection_input
+from .levers.early_exit import last_token_states, resolve_output_layer
 from .inputs import PromptTokenizer, PromptTokens, collate, plan_batches
 from .models import LoadedModel, load_model, prepare_model
-from .prefix_cache import (
+from .levers.prefix_cache import (
     PrefixState,
     attention_span,
     batch_cache,
@@ -30,7 +30,7 @@ from .prefix_cache import (
     supports_prefix_cache,
     template_prefix_ids,
 )
-from .prepend import add_placeholder_token, token_prepending
+from .levers.prepend import add_placeholder_token, token_prepending
 from .prompts import PromptMethod, get_prompt_method, normalize_sentence, with_demonstration
 
 _NO_LIMIT = 1_000_000_000

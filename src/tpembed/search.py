@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
-from .aggregate import ensemble_mean, layer_mean
+from .levers.aggregate import ensemble_mean, layer_mean
 from .config import EncoderConfig, RunConfig, load_config_file
 from .encoder import Encoder
 from .evaluation import ensure_senteval, load_task, score_sts

@@ -24,12 +24,12 @@ import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
-from .cache import EmbeddingCache, cached_layers, default_cache_dir
+from .embedding_cache import EmbeddingCache, cached_layers, default_cache_dir
 from .config import EncoderConfig, RunConfig, load_config_file
 from .encoder import Encoder
 from .evaluation import ensure_senteval, evaluate, task_sentences
 from .models import LoadedModel, load_model_with_progress, model_num_layers
-from .run import cache_namespace
+from .identity import cache_namespace
 
 DEV_TASK = "STSBenchmark-dev"
 

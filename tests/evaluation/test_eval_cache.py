@@ -9,7 +9,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from tpembed.cache import CacheError, EmbeddingCache, cached, default_cache_dir, namespace_dirname
+from tpembed.embedding_cache import CacheError, EmbeddingCache, cached, default_cache_dir, namespace_dirname
 
 
 class Recorder:
@@ -220,12 +220,12 @@ def test_a_cache_from_tpembed_0_1_keeps_its_sound_rows(tmp_path):
 
 
 def test_a_busy_database_is_an_error_and_is_never_deleted(tmp_path, monkeypatch):
-    import tpembed.cache
+    import tpembed.embedding_cache
 
     path = _db_file(tmp_path)
     holder = sqlite3.connect(path)
     holder.execute("BEGIN EXCLUSIVE")  # another process in the middle of a long write
-    monkeypatch.setattr(tpembed.cache, "_BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(tpembed.embedding_cache, "_BUSY_TIMEOUT_S", 0.2)
     try:
         with pytest.raises(CacheError, match="locked"):
             EmbeddingCache(tmp_path, "ns")

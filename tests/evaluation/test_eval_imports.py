@@ -15,7 +15,7 @@ import sys, types
 pkg = types.ModuleType("tpembed")
 pkg.__path__ = [{str(SRC / "tpembed")!r}]
 sys.modules["tpembed"] = pkg
-import tpembed.evaluation, tpembed.cache
+import tpembed.evaluation, tpembed.embedding_cache
 for name in tpembed.evaluation.__all__:  # the package imports lazily: touch every public name
     getattr(tpembed.evaluation, name)
 bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 import typer
 from pydantic import ValidationError
 
-from ..cache import CacheError
+from ..embedding_cache import CacheError
 from ..config import EncoderConfig
 
 # Errors a user can cause (bad values, missing or unwritable files, a damaged cache): one line, exit 2.

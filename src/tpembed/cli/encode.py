@@ -28,7 +28,7 @@ def encode(
     with user_errors():
         target = check_output_file(output, suffix=".npy") if output is not None else None
         from ..encoder import Encoder
-        from ..run import load_checked
+        from ..models import load_checked
 
         encoder = Encoder(load_checked(config, progress=not quiet), config=config)
         vectors = encoder.encode(sentences, normalize_embeddings=normalize, show_progress_bar=False if quiet else None)

@@ -37,7 +37,7 @@ ProbeJobsOption = Annotated[
 
 
 def _report(result: dict[str, Any], output: Path | None) -> None:
-    from ..run import print_tables
+    from ..evaluation.pipeline import print_tables
 
     typer.echo(print_tables(result["scores"]))
     meta = result["meta"]
@@ -66,7 +66,7 @@ def _evaluate(
         if output is not None:
             output = check_output_file(output)
         data = ensure_senteval(data, tasks_for(run_config.task_set, run_config.mode), progress=not quiet)
-        from ..run import run_evaluation  # torch; checks the layers against the model's config, then loads
+        from ..evaluation.pipeline import run_evaluation  # torch; checks the layers against the model's config, then loads
 
         result = run_evaluation(
             run_config, data, name=name, limit=limit, output=output, use_cache=cache, probe_jobs=probe_jobs,

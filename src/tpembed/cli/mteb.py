@@ -64,7 +64,7 @@ def mteb_(
         if not task_list:
             raise ValueError("--tasks names no task (e.g. --tasks STSBenchmark,SICK-R)")
         from ..encoder import Encoder
-        from ..run import load_checked
+        from ..models import load_checked
 
         loaded = load_checked(encoder_config, progress=not quiet)
         model = TPEmbedMTEB(Encoder(loaded, config=encoder_config), templates)

@@ -77,7 +77,7 @@ def serve(
         settings["batch_size"] = max_batch_size
     with user_errors():
         configs = _served_configs(list(names or []), config, settings)
-        from ..run import check_before_loading
+        from ..models import check_before_loading
 
         for served_config in configs.values():
             check_before_loading(served_config)
@@ -87,7 +87,7 @@ def serve(
         from ..serving import create_app
     except ImportError as err:
         fail(err)
-    from ..run import load_checked
+    from ..models import load_checked
 
     server: uvicorn.Server | None = None
 

@@ -50,7 +50,7 @@ def sweep(
         check_output_folder(out, "grid.csv")
         tasks = tasks_for("stsb", "dev") + (tasks_for("sts", "test") if then_test else [])
         data = ensure_senteval(data, tasks, progress=not quiet)
-        from ..run import print_tables, run_evaluation
+        from ..evaluation.pipeline import print_tables, run_evaluation
         from ..sweep import (format_grid, load_for_sweep, parse_layers, run_sweep, write_best_yaml, write_grid,
                              write_heatmap)
 

@@ -49,7 +49,7 @@ def embed_corpus(
     from ..integrations._extras import require
     from ..integrations._shared import resolve_config
     from ..models import model_num_layers
-    from ..run import check_layers
+    from ..levers import check_layers
 
     require("pyarrow", "corpus", "tpembed embed")  # before any work: every shard is Parquet
     if engine not in ENGINES:

@@ -15,7 +15,7 @@ from .work import embed_shard
 def run_local(run: PreparedRun, config: EncoderConfig, *, progress: bool = True) -> tuple[list[dict], dict[str, Any]]:
     """Embed the shards not done yet; return every shard's counts and the model's identity."""
     from ..encoder import Encoder
-    from ..run import load_checked
+    from ..models import load_checked
 
     todo = run.todo()
     if not todo:  # a finished run again: nothing to load

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import EncoderConfig
+from ..identity import model_fingerprint
 from .readers import Columns, count_rows, file_format
 
 # Settings that change no vector: a run may resume with other values of these.
@@ -52,23 +53,6 @@ def plan_shards(files: list[Path], rows_per_shard: int) -> list[Shard]:
             offset = offsets[k] if offsets else 0
             shards.append(Shard(len(shards), str(path), start, min(start + rows_per_shard, n), offset))
     return shards
-
-
-def model_fingerprint(model: str) -> str:
-    """The model's identity without loading it: a file's SHA-256 where there is a file, else its name.
-
-    A packaged model or a .gguf file is hashed (remembered per size and mtime); a folder is its
-    absolute path; a hub id its name.
-    """
-    from ..models import PACKAGED_MODELS, default_cache_dir, file_sha256, packaged_model_file
-
-    cache = default_cache_dir()
-    if model in PACKAGED_MODELS:
-        return "sha256:" + file_sha256(packaged_model_file(model, cache), cache)
-    path = Path(model).expanduser()
-    if path.is_file():
-        return "sha256:" + file_sha256(path, cache)
-    return str(path.resolve()) if path.exists() else model
 
 
 def run_settings(

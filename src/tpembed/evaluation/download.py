@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
-from ..cache import default_cache_dir
+from ..embedding_cache import default_cache_dir
 from .data import DATA_ENV_VAR, TASKS, check_data_dir, get_spec
 
 SENTEVAL_URL = ("https://huggingface.co/datasets/princeton-nlp/datasets-for-simcse/"

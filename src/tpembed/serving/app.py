@@ -125,7 +125,7 @@ def create_app(
     ready. ``api_key`` (when given) is required as ``Authorization: Bearer KEY`` on ``/v1/*``.
     Each loaded model's worker merges waiting requests into rounds of up to ``max_round_sentences``
     (waiting at most ``max_wait_ms`` to fill one) and holds at most ``max_queue`` waiting requests
-    (more: 503). ``loader`` loads a config's model (default: :func:`~tpembed.run.load_checked`).
+    (more: 503). ``loader`` loads a config's model (default: :func:`~tpembed.models.load_checked`).
     """
     metrics = Metrics()
     served = ServedModels(

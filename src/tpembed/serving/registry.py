@@ -24,7 +24,7 @@ Loader = Callable[[EncoderConfig], LoadedModel]
 
 def default_loader(config: EncoderConfig) -> LoadedModel:
     """Load ``config.model`` after checking its layer settings against the model's config."""
-    from ..run import load_checked
+    from ..models import load_checked
 
     return load_checked(config, progress=False)
 

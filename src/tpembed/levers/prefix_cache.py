@@ -20,8 +20,8 @@ import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from .early_exit import last_token_states
-from .inputs import PromptTokens
-from .prompts import PLACEHOLDER_TOKEN, render
+from ..inputs import PromptTokens
+from ..prompts import PLACEHOLDER_TOKEN, render
 
 
 @dataclass(frozen=True)

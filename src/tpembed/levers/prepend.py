@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from transformers import AddedToken, PreTrainedModel, PreTrainedTokenizerBase
 
-from .prompts import PLACEHOLDER_TOKEN
+from ..prompts import PLACEHOLDER_TOKEN
 
 PstInit = Literal["gaussian", "zeros"]
 
