@@ -328,7 +328,9 @@ def resolve_config(
 
     ``config`` is a named config (``tpembed configs`` lists them), a YAML file of named configs
     (``name`` picks the entry, else its ``default_config``), an :class:`EncoderConfig`, or None for
-    the packaged default config. ``overrides`` (EncoderConfig or RunConfig keys) go on top.
+    the packaged default config (:func:`default_config_name`). ``overrides`` (EncoderConfig or
+    RunConfig keys) go on top. With None and a ``model`` override, the base is EncoderConfig's own
+    defaults (the paper's settings): the default config's layers belong to its own model.
     """
     overrides = dict(overrides or {})
     if isinstance(config, EncoderConfig):
@@ -337,6 +339,10 @@ def resolve_config(
         base = config if isinstance(config, RunConfig) else RunConfig(**config.model_dump())
         return _with_overrides(base, overrides, "the given EncoderConfig") if overrides else base
     if config is None:
+        if name is None and ("model" in overrides or "model_name_or_path" in overrides):
+            # a model named without a config: the default config's layers are another model's, so
+            # the base is the paper's generic settings (EncoderConfig's defaults)
+            return _with_overrides(RunConfig(), overrides, "the default settings")
         return resolve_run_config(default_config_path(), name, overrides)
     if not isinstance(config, (str, os.PathLike)):
         raise ValueError(

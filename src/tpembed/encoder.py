@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from contextlib import nullcontext
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
@@ -13,25 +13,14 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .levers.aggregate import ensemble_mean, layer_mean
-from .levers.attention_sum import attention_outputs, cumulative_sums
-from .config import EncoderConfig
-from .levers.contrastive import AUX_TEMPLATE, contrastive_prompting, output_projection, projection_input
-from .levers.early_exit import last_token_states, resolve_output_layer
+from .config import ConfigSource, EncoderConfig, resolve_config
 from .inputs import PromptTokenizer, PromptTokens, collate, plan_batches
+from .levers import Batch, Call, Lever, Pooling, build_levers
+from .levers.aggregate import ensemble_mean, layer_mean
+from .levers.hooks import resolve_output_layer, run_until
+from .levers.prefix_cache import PrefixState
 from .models import LoadedModel, load_model, prepare_model
-from .levers.prefix_cache import (
-    PrefixState,
-    attention_span,
-    batch_cache,
-    cache_argument,
-    compute_prefix,
-    shared_prefix_length,
-    supports_prefix_cache,
-    template_prefix_ids,
-)
-from .levers.prepend import add_placeholder_token, token_prepending
-from .prompts import PromptMethod, get_prompt_method, normalize_sentence, with_demonstration
+from .prompts import PromptMethod, get_prompt_method, normalize_sentence
 
 _NO_LIMIT = 1_000_000_000
 
@@ -85,68 +74,87 @@ def _check_batch_size(batch_size: int | None, default: int) -> int:
     return int(batch_size)
 
 
-def _warn_about_odd_settings(config: EncoderConfig, output_index: int, use_tp: bool) -> None:
-    """Warn about legal settings that are almost surely mistakes."""
+def _warn_about_odd_settings(config: EncoderConfig, output_index: int, levers: Sequence[Lever]) -> None:
+    """Warn about legal settings that are almost surely mistakes (the first such)."""
     if output_index == 0:
-        warnings.warn(
+        message: str | None = (
             f"output_layer={config.output_layer} is hidden_states[0], the input embedding of the prompt's "
-            "last token: the same vector for every sentence. Use a later layer (e.g. -1)",
-            UserWarning,
-            stacklevel=3,
+            "last token: the same vector for every sentence. Use a later layer (e.g. -1)"
         )
-    elif use_tp and config.tp_exiting_index == config.tp_starting_index:
-        warnings.warn(
-            f"the TP range [{config.tp_starting_index}, {config.tp_exiting_index}) is empty: <PST> is inserted "
-            "but never rewritten (use use_which_plan='vanilla' for no TP)",
-            UserWarning,
-            stacklevel=3,
-        )
-    elif use_tp and output_index <= config.tp_starting_index:
-        warnings.warn(
-            f"output_layer={config.output_layer} is read before TP's first layer "
-            f"(tp_starting_index={config.tp_starting_index}) runs: TP cannot change these embeddings",
-            UserWarning,
-            stacklevel=3,
-        )
-    elif config.cp_layer is not None and output_index <= config.cp_layer:
-        warnings.warn(
-            f"output_layer={config.output_layer} is read before Contrastive Prompting's layer "
-            f"(cp_layer={config.cp_layer}) has run: CP cannot change these embeddings",
-            UserWarning,
-            stacklevel=3,
-        )
+    else:
+        message = next((m for m in (lever.warning(output_index) for lever in levers) if m), None)
+    if message:
+        warnings.warn(message, UserWarning, stacklevel=3)  # -> the caller of Encoder(...)
+
+
+def build_prompt(config: EncoderConfig, levers: Sequence[Lever]) -> tuple[list[PromptMethod], PromptMethod]:
+    """An ensemble's members (each one or more templates, rewritten by the levers: a demonstration),
+    and one PromptMethod holding all their templates in order."""
+    use_placeholder = any(lever.uses_placeholder for lever in levers)
+    names = [None] if config.template is not None else config.prompt_methods()
+    members = []
+    for name in names:
+        method = get_prompt_method(name or "", config.template, use_placeholder=use_placeholder)
+        for lever in levers:
+            method = lever.rewrite_prompt(method)
+        members.append(method)
+    if len(members) == 1:
+        return members, members[0]
+    combined = PromptMethod(
+        "+".join(m.name for m in members),
+        tuple(t for m in members for t in m.templates),
+        "ensemble: " + ", ".join(m.name for m in members),
+    )
+    return members, combined
+
+
+def _resolve(
+    source: ConfigSource | LoadedModel | PreTrainedModel, config: ConfigSource, settings: dict[str, Any]
+) -> tuple[EncoderConfig, LoadedModel | PreTrainedModel | None]:
+    """The settings and, when one was passed, the in-memory model (see :class:`Encoder`)."""
+    model: LoadedModel | PreTrainedModel | None = None
+    if isinstance(source, (LoadedModel, PreTrainedModel)):
+        model = source
+        if config is None and "model" not in settings:
+            # an in-memory model with no config named: the paper's generic settings, as for any model
+            name = (
+                str(source.identity.get("name", "in-memory model"))
+                if isinstance(source, LoadedModel)
+                else source.name_or_path or type(source).__name__
+            )
+            settings = {"model": name, **settings}
+    elif source is not None:
+        if config is not None:
+            raise ValueError("give the config once: Encoder(NAME) or Encoder(config=NAME), not both")
+        config = source
+    return resolve_config(config, settings).encoder_config(), model
 
 
 class Encoder:
     """Turns a decoder-only LLM into a sentence encoder (PromptEOL & co., with or without TP).
 
-    Settings are the paper's config keys (see :class:`EncoderConfig`)::
+    Settings are named one way everywhere (see :func:`tpembed.config.resolve_config`)::
 
-        enc = Encoder(model="smollm2-135m", prompt_method="prompteol", use_which_plan="tp",
-                      tp_starting_index=1, tp_exiting_index=7, output_layer=-1)
-        vectors = enc.encode(["A man is playing a guitar.", "Someone plays music."])
+        Encoder()                                   # the packaged default config (smollm2-135m-tp)
+        Encoder("smollm2-135m-best")                # a named config (tpembed configs lists them)
+        Encoder("my.yaml")                          # a YAML file's default_config entry
+        Encoder(config=cfg, output_layer=-2)        # an EncoderConfig, with overrides
+        Encoder(model="gemma3-270m", use_which_plan="tp", tp_starting_index=1, tp_exiting_index=5)
 
-    ``model`` may also be an already loaded :class:`LoadedModel` or a ``PreTrainedModel`` (then
-    pass ``tokenizer``). The encoder adds the ``<PST>`` token to that tokenizer and model.
+    With ``model=`` and no config, unnamed settings are EncoderConfig's defaults (the paper's). The
+    first argument may also be an already loaded :class:`LoadedModel` or a ``PreTrainedModel``
+    (then pass ``tokenizer``); the encoder adds the ``<PST>`` token to that tokenizer and model.
     """
 
     def __init__(
         self,
-        model: str | LoadedModel | PreTrainedModel = "smollm2-135m",
+        source: ConfigSource | LoadedModel | PreTrainedModel = None,
         *,
         tokenizer: PreTrainedTokenizerBase | None = None,
-        config: EncoderConfig | None = None,
+        config: ConfigSource = None,
         **settings: Any,
     ) -> None:
-        if config is None:
-            if isinstance(model, LoadedModel):
-                name = str(model.identity.get("name", "in-memory model"))
-            else:
-                name = model if isinstance(model, str) else model.name_or_path or type(model).__name__
-            config = EncoderConfig(model=name, **settings)
-        elif settings:
-            config = config.model_copy(update=settings)
-            config = EncoderConfig.model_validate(config.model_dump())
+        config, model = _resolve(source, config, settings)
         self.config = config
         if isinstance(model, LoadedModel):
             self.loaded = model
@@ -156,65 +164,41 @@ class Encoder:
             self.loaded = prepare_model(model, tokenizer, {"name": type(model).__name__})
         else:
             self.loaded = load_model(config.model, device=config.device, dtype=config.dtype)
-
-        num_layers = self.loaded.num_layers
-        self.output_indices = [resolve_output_layer(k, num_layers) for k in config.output_layers()]
+        self.levers = build_levers(config, self.loaded.num_layers)  # each checks its layers here
+        self.pooling = next(lever for lever in self.levers if isinstance(lever, Pooling))
+        self.output_indices: list[int] = self.pooling.output_indices
         self.output_index = self.output_indices[0]
-        self.use_tp = config.use_which_plan == "tp"
-        if self.use_tp and config.tp_exiting_index > num_layers:
-            raise ValueError(
-                f"tp_exiting_index={config.tp_exiting_index} is beyond the model's {num_layers} decoder "
-                f"layers (TP runs before layers [tp_starting_index, tp_exiting_index), 0-based)"
-            )
-        # an ensemble's members, each one or more templates; self.prompt holds all their templates in order
-        names = [None] if config.template is not None else config.prompt_methods()
-        self.members = [
-            with_demonstration(
-                get_prompt_method(name or "", config.template, use_placeholder=self.use_tp), config.demonstration
-            )
-            for name in names
-        ]
-        self.prompt = (
-            self.members[0]
-            if len(self.members) == 1
-            else PromptMethod(
-                "+".join(m.name for m in self.members),
-                tuple(t for m in self.members for t in m.templates),
-                "ensemble: " + ", ".join(m.name for m in self.members),
-            )
-        )
-        if config.cp_layer is not None and config.cp_layer >= num_layers:
-            raise ValueError(
-                f"cp_layer={config.cp_layer} is beyond the model's {num_layers} decoder layers (0-based)"
-            )
-        self._cp_projection = (
-            output_projection(self.loaded.layers[config.cp_layer], self.embedding_dim)
-            if config.cp_layer is not None
-            else None
-        )
-        _warn_about_odd_settings(config, min(self.output_indices), self.use_tp)
+        self.members, self.prompt = build_prompt(config, self.levers)
+        _warn_about_odd_settings(config, self.output_index, self.levers)
         tok = self.loaded.tokenizer
-        self._pst_token_id = None
-        with self.loaded.lock:  # adding <PST> changes the shared tokenizer and embedding matrix
-            if self.use_tp:
-                self._pst_token_id = add_placeholder_token(
-                    self.loaded.model, tok, init=config.pst_init, seed=config.seed
-                )
-                weight = self.loaded.model.get_input_embeddings().weight
-                self._pst_row = weight[self._pst_token_id].detach().clone()
+        with self.loaded.lock:  # levers may change the shared tokenizer and embedding matrix (<PST>)
+            for lever in self.levers:
+                lever.attach(self.loaded, self.embedding_dim)
+            self._pst_token_id = next(
+                (lever.token_id for lever in self.levers if lever.uses_placeholder), None  # type: ignore[attr-defined]
+            )
             limit = getattr(self.loaded.model.config, "max_position_embeddings", None) or _NO_LIMIT
             self.max_length = min(config.max_length or limit, limit)
             self._tokenize = PromptTokenizer(tok, self._pst_token_id, self.max_length)
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self._pad_token_id = pad if pad is not None else 0
-        self._attention_span = attention_span(self.loaded.model.config)
-        self._use_prefix_cache = config.prefix_cache and supports_prefix_cache(self.loaded.model.config)
-        self._cache_argument = cache_argument(self.loaded.model)
+
+    @property
+    def use_tp(self) -> bool:
+        """Whether Token Prepending is on (prompts carry <PST>)."""
+        return self._pst_token_id is not None
 
     @property
     def embedding_dim(self) -> int:
         """Length of one embedding vector (the model's hidden size)."""
         return self.loaded.model.get_input_embeddings().weight.shape[1]
+
+    @property
+    def identity(self) -> dict[str, Any] | None:
+        """What these vectors depend on (see :mod:`tpembed.identity`); None for a model without a stable identity."""
+        from .identity import encoder_identity
+
+        return encoder_identity(self)
 
     def encode(
         self,
@@ -257,17 +241,13 @@ class Encoder:
         """
         items = _validate_sentences(sentences)
         batch_size = _check_batch_size(batch_size, self.config.batch_size)
-        num_layers = self.loaded.num_layers
         if isinstance(output_layers, (int, str)) or not output_layers:
             raise ValueError(f"output_layers must be a non-empty list of ints, got {output_layers!r}")
-        resolved = {k: resolve_output_layer(k, num_layers) for k in output_layers}
+        resolved = {k: resolve_output_layer(k, self.loaded.num_layers) for k in output_layers}
         if not items:
             return {k: np.zeros((0, self.embedding_dim), dtype=np.float32) for k in output_layers}
         unique = list(dict.fromkeys(normalize_sentence(s) for s in items))
-        with self.loaded.lock:  # the tokenizer is shared (and toggles state per call)
-            groups = self._tokenize_all(unique)
-            aux_group = self._tokenize(AUX_TEMPLATE, unique) if self._cp_projection is not None else None
-        states = self._run(groups, sorted(set(resolved.values())), batch_size, show_progress_bar, aux_group)
+        states = self._run(unique, sorted(set(resolved.values())), batch_size, show_progress_bar)
         # states are laid out template-major: [template][sentence]; average over each member's
         # templates (MetaEOL's 8), then over the ensemble's members
         n_templates = len(self.prompt.templates)
@@ -286,155 +266,110 @@ class Encoder:
     def count_tokens(self, sentences: str | Sequence[str]) -> list[int]:
         """Prompt tokens each sentence is encoded with (prompt included, after truncation).
 
-        Summed over the prompt method's templates (each template is one forward row) and, with
-        Contrastive Prompting, the auxiliary prompt (run up to ``cp_layer``), so it is what
-        :meth:`encode` feeds the model for that sentence; a server reports it as usage.
+        Summed over the prompt method's templates (each template is one forward row) and the
+        levers' extra prompts (Contrastive Prompting's auxiliary prompt, run up to ``cp_layer``),
+        so it is what :meth:`encode` feeds the model for that sentence; a server reports it as usage.
         """
         items = _validate_sentences(sentences)
         unique = list(dict.fromkeys(normalize_sentence(s) for s in items))
         with self.loaded.lock:  # the tokenizer is shared (and toggles state per call)
-            groups = self._tokenize_all(unique)
-            if self._cp_projection is not None:
-                groups.append(self._tokenize(AUX_TEMPLATE, unique))
+            groups = [self._tokenize(t, unique) for t in (*self.prompt.templates, *self._extra_templates())]
         per_sentence = {s: sum(len(group[i].ids) for group in groups) for i, s in enumerate(unique)}
         return [per_sentence[normalize_sentence(s)] for s in items]
+
+    def _extra_templates(self) -> list[str]:
+        return [t for lever in self.levers for t in lever.extra_templates]
 
     def _tokenize_all(self, sentences: list[str]) -> list[list[PromptTokens]]:
         """One list of prompts per template, each in sentence order."""
         return [self._tokenize(template, sentences) for template in self.prompt.templates]
 
-    def _shared_prefix(self, template: str, prompts: list[PromptTokens], depth: int) -> PrefixState | None:
-        """The template's shared prefix keys/values up to layer ``depth``, or None when not usable.
-
-        Computed per call (one row, a few dozen tokens): cheap next to the batches, and never stale
-        if the model's weights change between calls.
-        """
-        if not self._use_prefix_cache or depth == 0:  # depth 0: the embeddings, no attention to save
-            return None
-        candidate = template_prefix_ids(self.loaded.tokenizer, template, self.use_tp)
-        length = shared_prefix_length(candidate, prompts)
-        if length == 0 or (self._attention_span is not None and length >= self._attention_span):
-            return None
-        return compute_prefix(self.loaded.model, self.loaded.layers, candidate[:length], depth)
-
     def _run(
-        self,
-        groups: list[list[PromptTokens]],
-        indices: list[int],
-        batch_size: int | None,
-        show_progress_bar: bool | None,
-        aux_group: list[PromptTokens] | None = None,
+        self, sentences: list[str], indices: list[int], batch_size: int, show_progress_bar: bool | None
     ) -> dict[int, np.ndarray]:
-        """Last-token states for every prompt, rows laid out group after group (template-major).
+        """Pooled states at ``indices`` for every prompt, rows laid out template after template.
 
-        Batches never mix templates, so each batch shares one cached prefix. With Contrastive
-        Prompting, ``aux_group`` (the auxiliary prompt per sentence) runs first, up to the CP layer.
+        Batches never mix templates, so each batch shares one cached prefix. Levers with a pass of
+        their own (Contrastive Prompting's auxiliary prompt) run it first, through the same loop.
         """
-        batch_size = _check_batch_size(batch_size, self.config.batch_size)
-        plans = [
-            plan_batches([len(p.ids) for p in group], batch_size, self.config.max_batch_tokens) for group in groups
-        ]
-        aux_plan = (
-            plan_batches([len(p.ids) for p in aux_group], batch_size, self.config.max_batch_tokens)
-            if aux_group is not None
-            else []
-        )
-        n_batches = sum(len(plan) for plan in plans) + len(aux_plan)
+        with self.loaded.lock:  # the tokenizer is shared (and toggles state per call)
+            tokenized = {t: self._tokenize(t, sentences) for t in (*self.prompt.templates, *self._extra_templates())}
+        plans = {
+            t: plan_batches([len(p.ids) for p in group], batch_size, self.config.max_batch_tokens)
+            for t, group in tokenized.items()
+        }
+        n_batches = sum(len(plan) for plan in plans.values())
         show = n_batches > 1 if show_progress_bar is None else show_progress_bar
-        total = sum(len(group) for group in groups)
+        total = len(sentences) * len(self.prompt.templates)
         out = {k: np.empty((total, self.embedding_dim), dtype=np.float32) for k in indices}
-        lock = self.loaded.lock
         with torch.inference_mode(), tqdm(total=n_batches, desc="encoding", unit="batch", disable=not show) as bar:
-            aux_values = self._aux_values(aux_group, aux_plan, bar) if aux_group is not None else None
-            offset = 0
-            for template, group, plan in zip(self.prompt.templates, groups, plans):
-                with lock:
-                    prefix = self._shared_prefix(template, group, max(indices))
-                for rows in plan:
-                    # One batch is one critical section: the hooks sit on the shared layers and
-                    # the <PST> row in the shared embedding matrix only while this batch runs.
-                    with lock:
-                        self._set_pst_row()
-                        cp_values = aux_values[rows] if aux_values is not None else None
-                        states = self._forward([group[i] for i in rows], indices, prefix, cp_values)
-                    for k, value in states.items():
-                        out[k][[offset + i for i in rows]] = value.float().cpu().numpy()
-                    bar.update(1)
-                offset += len(group)
+
+            def run_group(template: str, group: list[PromptTokens], depth: int, read: Any, skip: Lever | None = None) -> None:
+                self._run_group(call, template, group, plans[template], depth, read, skip)
+
+            call = Call(sentences, run_group, lambda t, s: tokenized[t], bar)
+            for lever in self.levers:
+                lever.before_batches(call, max(indices))
+            for number, template in enumerate(self.prompt.templates):
+                offset = number * len(sentences)
+
+                def read(batch: Batch, run: Any, offset: int = offset) -> None:
+                    with self.pooling.capture(batch, self.loaded.layers, indices) as captured:
+                        output = run()
+                    for k, value in self.pooling.read(captured, output, batch, indices).items():
+                        out[k][[offset + i for i in batch.rows]] = value.float().cpu().numpy()
+
+                self._run_group(call, template, tokenized[template], plans[template], max(indices), read)
         return out
 
-    def _aux_values(self, aux_group: list[PromptTokens], plan: list[list[int]], bar: tqdm) -> torch.Tensor:
-        """Contrastive Prompting's ``v_aux``: the CP layer's output-projection input at the auxiliary
-        prompt's last token, one row per sentence (the same for every template of an ensemble)."""
-        assert self._cp_projection is not None and self.config.cp_layer is not None
-        with self.loaded.lock:
-            prefix = self._shared_prefix(AUX_TEMPLATE, aux_group, self.config.cp_layer + 1)
-        values: torch.Tensor | None = None
-        for rows in plan:
-            with self.loaded.lock:
-                self._set_pst_row()
-                inputs, tp = self._inputs([aux_group[i] for i in rows], prefix)
-                with tp:
-                    batch_values = projection_input(self.loaded.model, self._cp_projection, inputs)
-            if values is None:
-                values = batch_values.new_empty((len(aux_group), batch_values.shape[-1]))
-            values[rows] = batch_values
-            bar.update(1)
-        assert values is not None
-        return values
-
-    def _set_pst_row(self) -> None:
-        """Write this encoder's <PST> input embedding (another encoder of the model may have set its own)."""
-        if self.use_tp:
-            weight = self.loaded.model.get_input_embeddings().weight
-            with torch.no_grad():
-                weight[self._pst_token_id] = self._pst_row
-
-    def _forward(
+    def _run_group(
         self,
-        prompts: list[PromptTokens],
-        indices: list[int],
-        prefix: PrefixState | None,
-        cp_values: torch.Tensor | None = None,
-    ) -> dict[int, torch.Tensor]:
-        """One batch: the suffixes on top of the cached prefix when it applies, else whole prompts."""
-        inputs, tp = self._inputs(prompts, prefix)
-        cp = (
-            contrastive_prompting(self._cp_projection, cp_values, self.config.cp_alpha, self.config.cp_mode)
-            if cp_values is not None and self._cp_projection is not None
-            else nullcontext()
-        )
-        if self.config.pooling == "attention_sum":
-            with tp, cp, attention_outputs(self.loaded.layers, self.embedding_dim) as collected:
-                last_token_states(self.loaded.model, self.loaded.layers, inputs, indices)
-            return cumulative_sums(collected, indices)
-        with tp, cp:
-            return last_token_states(self.loaded.model, self.loaded.layers, inputs, indices)
+        call: Call,
+        template: str,
+        group: list[PromptTokens],
+        plan: list[list[int]],
+        depth: int,
+        read: Any,
+        skip: Lever | None = None,
+    ) -> None:
+        """Run one template's prompts batch by batch through decoder layers ``0..depth-1``.
 
-    def _inputs(self, prompts: list[PromptTokens], prefix: PrefixState | None) -> tuple[dict[str, Any], Any]:
-        """Model inputs of one batch and its TP hooks (a context manager; a no-op without TP)."""
+        ``read(batch, run)`` calls ``run()`` (the forward) inside its own capture hooks. ``skip``: a
+        lever running its own pass leaves its hooks out of it.
+        """
+        levers = [lever for lever in self.levers if lever is not skip]
+        lock = self.loaded.lock
+        with lock:
+            prefix = next((p for p in (lever.prefix(template, group, depth) for lever in levers) if p), None)
+        for rows in plan:
+            # One batch is one critical section: the hooks sit on the shared layers and the <PST>
+            # row in the shared embedding matrix only while this batch runs.
+            with lock:
+                batch = self._batch(call, template, [group[i] for i in rows], rows, prefix)
+                with ExitStack() as hooks:
+                    for lever in levers:
+                        hooks.enter_context(lever.batch_hooks(batch))
+                    read(batch, lambda: run_until(self.loaded.model, self.loaded.layers, batch.inputs, depth))
+            call.progress.update(1)
+
+    def _batch(
+        self, call: Call, template: str, prompts: list[PromptTokens], rows: list[int], prefix: PrefixState | None
+    ) -> Batch:
+        """Model inputs of one batch: the suffixes on top of the cached prefix when it applies."""
+        if prefix is not None and not prefix.fits(max(len(p.ids) for p in prompts)):
+            prefix = None
+        prefix_length = prefix.length if prefix is not None else 0
+        collated = collate(prompts, self._pad_token_id, prefix_length)
         device = self.loaded.device
-        if prefix is not None and self._attention_span is not None:
-            width = max(len(p.ids) for p in prompts)
-            if width > self._attention_span:  # padding between prefix and suffix would skew the window
-                prefix = None
-        batch = collate(prompts, self._pad_token_id, prefix.length if prefix is not None else 0)
         inputs: dict[str, Any] = {
-            "input_ids": batch.input_ids.to(device),
-            "attention_mask": batch.attention_mask.to(device),
-            "position_ids": batch.position_ids.to(device),
+            "input_ids": collated.input_ids.to(device),
+            "attention_mask": collated.attention_mask.to(device),
+            "position_ids": collated.position_ids.to(device),
         }
         if prefix is not None:
-            inputs[self._cache_argument] = batch_cache(prefix, len(prompts))
-            inputs["use_cache"] = True  # the layers append the suffix keys/values to the cache
-        tp = (
-            token_prepending(
-                self.loaded.layers, batch.pst_index, self.config.tp_starting_index, self.config.tp_exiting_index
-            )
-            if self.use_tp
-            else nullcontext()
-        )
-        return inputs, tp
+            inputs.update(prefix.model_inputs(len(prompts)))
+        sentences = [call.sentences[i] for i in rows]
+        return Batch(rows, sentences, template, prompts, inputs, collated.pst_index, prefix_length, call)
 
     @staticmethod
     def similarity(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -370,28 +370,39 @@ def _gguf_file(name: str, cache: Path) -> Path | None:
     return path
 
 
-def model_num_layers(model: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None) -> int | None:
-    """The model's number of decoder layers, read from its config alone: no weights are loaded.
+@dataclass(frozen=True)
+class ModelConfigFacts:
+    """What the model's config says without its weights: layers, position limit, identity."""
+
+    num_layers: int | None  # None when the config does not say
+    max_positions: int | None
+    model_id: str  # what a loaded model's identity keys on: the GGUF file's SHA-256, else source@revision
+
+
+def read_model_config(model: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None) -> ModelConfigFacts:
+    """Read the model's config alone: no weights are loaded.
 
     A packaged name or ``.gguf`` file: the converted folder's ``config.json`` when it exists, else
-    the GGUF metadata (``<architecture>.block_count``). An HF folder or hub id: its config
-    (``AutoConfig``; for multimodal configs the text model's). None when the config does not say
-    (the layers are then counted once the model is loaded).
+    the GGUF metadata (``<architecture>.block_count`` / ``.context_length``). An HF folder or hub id:
+    its config (``AutoConfig``; for multimodal configs the text model's).
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     name = str(model)
     gguf_file = _gguf_file(name, cache)
     source: Path | str = name
     if gguf_file is not None:
-        target, _, done = _converted_target(gguf_file, cache)
+        target, sha, done = _converted_target(gguf_file, cache)
         if not done:
             from gguf import GGUFReader
 
             reader = GGUFReader(gguf_file)
-            try:
-                return int(_gguf_value(reader, f"{_gguf_value(reader, 'general.architecture')}.block_count"))
-            except KeyError:
-                return None
+            values = []
+            for key in ("block_count", "context_length"):
+                try:
+                    values.append(int(_gguf_value(reader, f"{_gguf_value(reader, 'general.architecture')}.{key}")))
+                except KeyError:
+                    values.append(None)
+            return ModelConfigFacts(values[0], values[1], sha)
         source = target
     elif Path(name).expanduser().exists():
         source = Path(name).expanduser()
@@ -402,7 +413,24 @@ def model_num_layers(model: str | os.PathLike[str], *, cache_dir: str | os.PathL
     except (OSError, ValueError) as err:
         raise ValueError(f"cannot load a model config from {name!r}: {err}") from err
     layers = getattr(config.get_text_config(), "num_hidden_layers", None)
-    return layers if isinstance(layers, int) else None
+    positions = getattr(config, "max_position_embeddings", None)
+    model_id = sha if gguf_file is not None else f"{source}@{getattr(config, '_commit_hash', None)}"
+    return ModelConfigFacts(
+        layers if isinstance(layers, int) else None, positions if isinstance(positions, int) else None, model_id
+    )
+
+
+def model_num_layers(model: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None) -> int | None:
+    """The model's number of decoder layers from its config alone (None when the config does not say)."""
+    return read_model_config(model, cache_dir=cache_dir).num_layers
+
+
+def loaded_model_id(identity: dict[str, Any]) -> str | None:
+    """The key a loaded model's identity gives (see :func:`read_model_config`); None for an in-memory
+    model with no file hash or source."""
+    if identity.get("sha256"):
+        return str(identity["sha256"])
+    return f"{identity['source']}@{identity.get('revision')}" if identity.get("source") else None
 
 
 def load_model_with_progress(

@@ -12,13 +12,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import EncoderConfig
-from ..identity import model_fingerprint
+from ..config import EncoderConfig, free_settings
+from ..identity import planned_identity
 from .readers import Columns, count_rows, file_format
-
-# Settings that change no vector: a run may resume with other values of these.
-_FREE_SETTINGS = {"batch_size", "max_batch_tokens", "device", "prefix_cache"}
-
 
 @dataclass(frozen=True)
 class Shard:
@@ -58,11 +54,13 @@ def plan_shards(files: list[Path], rows_per_shard: int) -> list[Shard]:
 def run_settings(
     config: EncoderConfig, files: list[Path], columns: Columns, rows_per_shard: int, keep_text: bool
 ) -> dict[str, Any]:
-    """Everything that decides what a finished shard holds. A rerun must match it to resume."""
-    encoder = {k: v for k, v in config.model_dump().items() if k not in _FREE_SETTINGS}
+    """Everything that decides what a finished shard holds. A rerun must match it to resume.
+
+    The vectors' side is the identity (model + every vector-changing setting): a run may resume
+    with other free settings (batch size, device, prefix cache).
+    """
     return {
-        "encoder": encoder,
-        "model": model_fingerprint(config.model),
+        "identity": planned_identity(config),
         "inputs": [_file_identity(p) for p in files],
         "text_column": columns.text,
         "id_column": columns.id,
@@ -71,15 +69,34 @@ def run_settings(
     }
 
 
+def _legacy_settings(config: EncoderConfig, settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` as releases before the identity wrote run.json (the settings minus the free ones,
+    and the model's fingerprint), so their runs still resume."""
+    from ..models import PACKAGED_MODELS, default_cache_dir, file_sha256, packaged_model_file
+
+    path = Path(config.model).expanduser()
+    if config.model in PACKAGED_MODELS or path.is_file():
+        file = packaged_model_file(config.model, default_cache_dir()) if config.model in PACKAGED_MODELS else path
+        model = "sha256:" + file_sha256(file, default_cache_dir())
+    else:
+        model = str(path.resolve()) if path.exists() else config.model
+    legacy = {k: v for k, v in settings.items() if k != "identity"}
+    free = set(free_settings())
+    legacy.update(encoder={k: v for k, v in config.model_dump().items() if k not in free}, model=model)
+    return legacy
+
+
 def _file_identity(path: Path) -> dict[str, Any]:
     stat = path.stat()
     return {"path": str(path), "format": file_format(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def check_resume(settings_file: Path, settings: dict[str, Any]) -> bool:
+def check_resume(settings_file: Path, settings: dict[str, Any], config: EncoderConfig | None = None) -> bool:
     """True when ``settings_file`` exists and matches ``settings``; a mismatch is a ValueError.
 
-    Returns False for a fresh output folder (the caller then writes the file).
+    Returns False for a fresh output folder (the caller then writes the file). A file written
+    before the identity existed matches when ``config`` gives the same legacy settings; it is then
+    rewritten in today's form.
     """
     if not settings_file.exists():
         return False
@@ -89,6 +106,12 @@ def check_resume(settings_file: Path, settings: dict[str, Any]) -> bool:
         raise ValueError(f"{settings_file} is unreadable ({err}); delete the output folder to start again") from None
     if previous == json.loads(json.dumps(settings)):
         return True
+    if config is not None and "identity" not in previous and "encoder" in previous:
+        legacy = json.loads(json.dumps(_legacy_settings(config, settings)))
+        if previous == legacy:
+            write_json_atomic(settings_file, settings)
+            return True
+        settings = legacy  # name what differs in the old file's own terms
     changed = ", ".join(_differences(previous, settings)) or "settings"
     raise ValueError(
         f"{settings_file.parent} holds a run with other settings ({changed} differ); resuming would mix "

@@ -58,7 +58,7 @@ def check_run(
     if out.exists() and not out.is_dir():
         raise ValueError(f"output {str(out)!r} is a file; give a folder")
     settings = run_settings(config, files, columns, rows_per_shard, keep_text)
-    check_resume(out / SETTINGS_FILE, settings)
+    check_resume(out / SETTINGS_FILE, settings, config)
     return out, files, settings
 
 

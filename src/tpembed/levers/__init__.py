@@ -1,22 +1,40 @@
-"""The levers: training-free interventions composed by the Encoder."""
+"""The levers: training-free interventions the Encoder composes, each behind one small interface
+(:class:`~tpembed.levers.base.Lever`). Every module of this package is imported here, so a new
+lever is one new file whose class says when it is ``enabled`` (see README, "Adding a lever").
+"""
 
 from __future__ import annotations
 
-from ..config import EncoderConfig
-from .early_exit import resolve_output_layer
+import importlib
+import pkgutil
+from typing import TYPE_CHECKING
+
+from .base import REGISTRY, Batch, Call, Lever, Pooling
+
+if TYPE_CHECKING:
+    from ..config import EncoderConfig
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def build_levers(config: EncoderConfig, num_layers: int) -> list[Lever]:
+    """The levers these settings turn on, checked against ``num_layers`` decoder layers, in hook order.
+
+    Exactly one of them is a :class:`Pooling` (``config.pooling``).
+    """
+    levers = [cls(config, num_layers) for cls in REGISTRY if cls.enabled(config)]
+    poolings = [lever for lever in levers if isinstance(lever, Pooling)]
+    if len(poolings) != 1:
+        known = sorted(cls.pooling for cls in REGISTRY if issubclass(cls, Pooling))
+        raise ValueError(f"pooling={config.pooling!r} is not one of {known}")
+    return levers
 
 
 def check_layers(config: EncoderConfig, num_layers: int) -> None:
-    """The layer settings against a model with ``num_layers`` decoder layers (the Encoder's rules).
+    """The settings against a model with ``num_layers`` decoder layers: the one layer check, the same
+    before loading (with :func:`~tpembed.models.model_num_layers`) and in the Encoder."""
+    build_levers(config, num_layers)
 
-    Run before loading (with :func:`~tpembed.models.model_num_layers`), so a bad index fails in seconds.
-    """
-    for layer in config.output_layers():
-        resolve_output_layer(layer, num_layers)
-    if config.cp_layer is not None and config.cp_layer >= num_layers:
-        raise ValueError(f"cp_layer={config.cp_layer} is beyond {config.model}'s {num_layers} decoder layers (0-based)")
-    if config.use_which_plan == "tp" and config.tp_exiting_index > num_layers:
-        raise ValueError(
-            f"tp_exiting_index={config.tp_exiting_index} is beyond {config.model}'s {num_layers} decoder layers "
-            f"(TP runs before layers [tp_starting_index, tp_exiting_index), 0-based)"
-        )
+
+__all__ = ["Batch", "Call", "Lever", "Pooling", "REGISTRY", "build_levers", "check_layers"]

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
 
-from .contrastive import output_projection
+from .base import Batch, Pooling
+from .hooks import installed, output_projection
 
 
 @contextmanager
@@ -30,11 +32,8 @@ def attention_outputs(layers: Sequence[nn.Module], hidden_size: int) -> Iterator
         return keep
 
     handles = [output_projection(layer, hidden_size).register_forward_hook(make_hook(i)) for i, layer in enumerate(layers)]
-    try:
+    with installed(handles):
         yield collected
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def cumulative_sums(collected: dict[int, torch.Tensor], indices: Sequence[int]) -> dict[int, torch.Tensor]:
@@ -50,3 +49,18 @@ def cumulative_sums(collected: dict[int, torch.Tensor], indices: Sequence[int]) 
         if i < max(indices):
             running = running + collected[i]
     return out
+
+
+class AttentionSum(Pooling):
+    """``pooling: attention_sum``: the sum of the last token's attention outputs over layers 0..k-1."""
+
+    pooling = "attention_sum"
+
+    def attach(self, loaded: Any, hidden_size: int) -> None:
+        self.hidden_size = hidden_size
+
+    def capture(self, batch: Batch, layers: list[nn.Module], indices: list[int]) -> Any:
+        return attention_outputs(layers, self.hidden_size)
+
+    def read(self, captured: dict[int, Any], output: Any, batch: Batch, indices: list[int]) -> dict[int, torch.Tensor]:
+        return cumulative_sums(captured, indices)

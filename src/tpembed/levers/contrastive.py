@@ -14,14 +14,15 @@ of that one layer changes; the model is never modified and the hooks are always 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from .early_exit import StopForward
+from .base import Batch, Call, Lever
+from .hooks import StopForward, installed, output_projection
 
 CpMode = Literal["ns", "nr"]
 
@@ -29,32 +30,6 @@ CpMode = Literal["ns", "nr"]
 AUX_TEMPLATE = 'The irrelevant information of this sentence : {placeholder}"{sentence}" means in one word:"'
 
 _EPS = 1e-7  # as in the reference code: keeps nr finite when v == v_aux
-
-
-def _attention_module(layer: nn.Module) -> nn.Module:
-    """The layer's self-attention block: the child whose name says attention (self_attn, attention ...)."""
-    for name, child in layer.named_children():
-        lowered = name.lower()
-        if "attn" in lowered or "attention" in lowered:
-            return child
-    raise ValueError(
-        f"cannot find an attention block in {type(layer).__name__} (no child named *attn* / *attention*): "
-        "Contrastive Prompting needs one"
-    )
-
-
-def output_projection(layer: nn.Module, hidden_size: int) -> nn.Linear:
-    """The attention output projection of one decoder layer, found without model-family names.
-
-    It is the attention block's last ``nn.Linear`` that maps back to the residual stream
-    (``out_features == hidden_size``): q/k/v come first in every HF attention module.
-    """
-    candidates = [
-        m for m in _attention_module(layer).modules() if isinstance(m, nn.Linear) and m.out_features == hidden_size
-    ]
-    if not candidates:
-        raise ValueError(f"no Linear with out_features={hidden_size} in {type(layer).__name__}'s attention block")
-    return candidates[-1]
 
 
 def contrastive_update(v: torch.Tensor, v_aux: torch.Tensor, alpha: float, mode: CpMode) -> torch.Tensor:
@@ -68,24 +43,17 @@ def contrastive_update(v: torch.Tensor, v_aux: torch.Tensor, alpha: float, mode:
     raise ValueError(f"cp_mode must be 'ns' or 'nr', got {mode!r}")
 
 
-def projection_input(model: nn.Module, projection: nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Run ``model`` only until ``projection`` is reached; return its input at the last token ``(batch, dim)``."""
+@contextmanager
+def capture_projection_input(projection: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect the input of ``projection`` at the last token ``(batch, dim)``, then stop the forward."""
     captured: list[torch.Tensor] = []
 
     def capture(module: nn.Module, args: tuple) -> None:
         captured.append(args[0][:, -1].clone())
         raise StopForward
 
-    handle = projection.register_forward_pre_hook(capture)
-    try:
-        model(**{"use_cache": False, **inputs})
-    except StopForward:
-        pass
-    finally:
-        handle.remove()
-    if not captured:
-        raise RuntimeError("the forward pass never reached the attention output projection")
-    return captured[0]
+    with installed([projection.register_forward_pre_hook(capture)]):
+        yield captured
 
 
 @contextmanager
@@ -100,8 +68,61 @@ def contrastive_prompting(
         hidden[:, -1] = contrastive_update(hidden[:, -1], aux, alpha, mode)
         return (hidden, *args[1:])
 
-    handle = projection.register_forward_pre_hook(edit)
-    try:
+    with installed([projection.register_forward_pre_hook(edit)]):
         yield
-    finally:
-        handle.remove()
+
+
+class ContrastivePrompting(Lever):
+    """``cp_layer``: each call first runs the auxiliary prompt up to that layer (``v_aux`` per
+    sentence), then every batch gets the contrastive update at that layer's output projection."""
+
+    order = 20
+    extra_templates = (AUX_TEMPLATE,)
+
+    @classmethod
+    def enabled(cls, config: Any) -> bool:
+        return config.cp_layer is not None
+
+    def validate(self) -> None:
+        if self.config.cp_layer >= self.num_layers:
+            raise ValueError(
+                f"cp_layer={self.config.cp_layer} is beyond {self.config.model}'s {self.num_layers} decoder "
+                "layers (0-based)"
+            )
+
+    def identity(self) -> dict[str, Any]:
+        return {"cp": [self.config.cp_layer, self.config.cp_alpha, self.config.cp_mode]}
+
+    def warning(self, first_output_index: int) -> str | None:
+        if first_output_index <= self.config.cp_layer:
+            return (
+                f"output_layer={self.config.output_layer} is read before Contrastive Prompting's layer "
+                f"(cp_layer={self.config.cp_layer}) has run: CP cannot change these embeddings"
+            )
+        return None
+
+    def attach(self, loaded: Any, hidden_size: int) -> None:
+        self.projection = output_projection(loaded.layers[self.config.cp_layer], hidden_size)
+
+    def before_batches(self, call: Call, depth: int) -> None:
+        """``v_aux``: one row per sentence (the same for every template of an ensemble)."""
+        group = call.tokenize(AUX_TEMPLATE, call.sentences)
+        values: torch.Tensor | None = None
+
+        def read(batch: Batch, run: Any) -> None:
+            nonlocal values
+            with capture_projection_input(self.projection) as captured:
+                run()
+            if not captured:
+                raise RuntimeError("the forward pass never reached the attention output projection")
+            if values is None:
+                values = captured[0].new_empty((len(group), captured[0].shape[-1]))
+            values[batch.rows] = captured[0]
+
+        # through the projection's layer: the prefix is needed up to and including it
+        call.run_group(AUX_TEMPLATE, group, self.config.cp_layer + 1, read, skip=self)
+        call.state[id(self)] = values
+
+    def batch_hooks(self, batch: Batch) -> Any:
+        v_aux = batch.call.state[id(self)][batch.rows]
+        return contrastive_prompting(self.projection, v_aux, self.config.cp_alpha, self.config.cp_mode)

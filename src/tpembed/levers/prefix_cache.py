@@ -15,13 +15,15 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from .early_exit import last_token_states
 from ..inputs import PromptTokens
 from ..prompts import PLACEHOLDER_TOKEN, render
+from .base import Lever
+from .hooks import run_until
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,22 @@ class PrefixState:
 
     ids: tuple[int, ...]
     layers: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    argument: str = "past_key_values"  # the forward's cache keyword
+    span: int | None = None  # the model's shortest local-attention window (None: none)
 
     @property
     def length(self) -> int:
         return len(self.ids)
+
+    def fits(self, width: int) -> bool:
+        """Whether a batch whose longest prompt has ``width`` tokens may use the prefix: padding sits
+        between prefix and suffix, which would skew a sliding window the batch does not fit in."""
+        return self.span is None or width <= self.span
+
+    def model_inputs(self, batch_size: int) -> dict[str, Any]:
+        """The cache arguments of one forward batch of ``batch_size`` rows."""
+        # the layers append the suffix keys/values to the cache
+        return {self.argument: batch_cache(self, batch_size), "use_cache": True}
 
 
 def template_prefix_ids(tokenizer: PreTrainedTokenizerBase, template: str, use_placeholder: bool) -> list[int]:
@@ -122,11 +136,11 @@ def compute_prefix(
         "use_cache": True,
         cache_argument(model): cache,
     }
-    last_token_states(model, layers, inputs, [depth])
+    run_until(model, layers, inputs, depth)
     kept = tuple((layer.keys, layer.values) for layer in cache.layers[:depth])
     if len(kept) != min(depth, len(layers)) or any(k is None or k.shape[-2] != len(ids) for k, _ in kept):
         raise RuntimeError(f"the prefix forward did not leave {len(ids)} cached tokens in each of {depth} layers")
-    return PrefixState(tuple(ids), kept)
+    return PrefixState(tuple(ids), kept, cache_argument(model), attention_span(model.config))
 
 
 def batch_cache(prefix: PrefixState, batch_size: int) -> DynamicCache:
@@ -138,3 +152,31 @@ def batch_cache(prefix: PrefixState, batch_size: int) -> DynamicCache:
     always holds the prefix. ``expand`` is a view; the cache copies it once when it takes it in.
     """
     return DynamicCache([(k.expand(batch_size, -1, -1, -1), v.expand(batch_size, -1, -1, -1)) for k, v in prefix.layers])
+
+
+class PrefixCache(Lever):
+    """``prefix_cache``: every template's shared opening runs once per call (one row), and each batch
+    runs only its suffixes on top of it. Changes no vector beyond float noise (1e-4)."""
+
+    order = 0
+
+    @classmethod
+    def enabled(cls, config: Any) -> bool:
+        return bool(config.prefix_cache)
+
+    def attach(self, loaded: Any, hidden_size: int) -> None:
+        self.loaded = loaded
+        self.supported = supports_prefix_cache(loaded.model.config)
+        self.span = attention_span(loaded.model.config)
+
+    def prefix(self, template: str, prompts: list[PromptTokens], depth: int) -> PrefixState | None:
+        """Computed per call (one row, a few dozen tokens): cheap next to the batches, and never stale
+        if the model's weights change between calls. The caller holds the model's lock."""
+        if not self.supported or depth == 0 or not prompts:  # depth 0: the embeddings, no attention to save
+            return None
+        use_placeholder = prompts[0].pst_index is not None
+        candidate = template_prefix_ids(self.loaded.tokenizer, template, use_placeholder)
+        length = shared_prefix_length(candidate, prompts)
+        if length == 0 or (self.span is not None and length >= self.span):
+            return None
+        return compute_prefix(self.loaded.model, self.loaded.layers, candidate[:length], depth)

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from transformers import AddedToken, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..prompts import PLACEHOLDER_TOKEN
+from .base import Batch, Lever
+from .hooks import hidden_states_arg, installed, replace_hidden_states
 
 PstInit = Literal["gaussian", "zeros"]
 
@@ -48,17 +50,6 @@ def add_placeholder_token(
     return token_id
 
 
-def hidden_states_arg(args: tuple, kwargs: dict) -> torch.Tensor:
-    """The hidden states a decoder layer is called with, positional or keyword."""
-    return args[0] if args else kwargs["hidden_states"]
-
-
-def _replace_hidden_states(args: tuple, kwargs: dict, hidden: torch.Tensor) -> tuple[tuple, dict]:
-    if args:
-        return (hidden, *args[1:]), kwargs
-    return args, {**kwargs, "hidden_states": hidden}
-
-
 @contextmanager
 def token_prepending(
     layers: Sequence[nn.Module], pst_index: torch.Tensor, start: int, exit: int
@@ -77,13 +68,68 @@ def token_prepending(
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         hidden = hidden.clone()  # the caller's tensor may be kept elsewhere (e.g. as a layer output)
         hidden[rows, index_on[hidden.device]] = hidden[:, -1].clone()
-        return _replace_hidden_states(args, kwargs, hidden)
+        return replace_hidden_states(args, kwargs, hidden)
 
     handles = [
         layers[i].register_forward_pre_hook(copy_last_into_pst, with_kwargs=True) for i in range(start, exit)
     ]
-    try:
+    with installed(handles):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
+
+
+class TokenPrepending(Lever):
+    """``use_which_plan: tp``: <PST> in every prompt, rewritten before layers [start, exit)."""
+
+    order = 10
+    uses_placeholder = True
+
+    @classmethod
+    def enabled(cls, config: Any) -> bool:
+        return config.use_which_plan == "tp"
+
+    def validate(self) -> None:
+        config = self.config
+        if config.tp_exiting_index > self.num_layers:
+            raise ValueError(
+                f"tp_exiting_index={config.tp_exiting_index} is beyond {config.model}'s {self.num_layers} decoder "
+                f"layers (TP runs before layers [tp_starting_index, tp_exiting_index), 0-based)"
+            )
+
+    def identity(self) -> dict[str, Any]:
+        config = self.config
+        return {
+            "tp": [config.tp_starting_index, config.tp_exiting_index],
+            "pst_init": config.pst_init,
+            "seed": config.seed,
+        }
+
+    def warning(self, first_output_index: int) -> str | None:
+        config = self.config
+        if config.tp_exiting_index == config.tp_starting_index:
+            return (
+                f"the TP range [{config.tp_starting_index}, {config.tp_exiting_index}) is empty: <PST> is inserted "
+                "but never rewritten (use use_which_plan='vanilla' for no TP)"
+            )
+        if first_output_index <= config.tp_starting_index:
+            return (
+                f"output_layer={config.output_layer} is read before TP's first layer "
+                f"(tp_starting_index={config.tp_starting_index}) runs: TP cannot change these embeddings"
+            )
+        return None
+
+    def attach(self, loaded: Any, hidden_size: int) -> None:
+        self.layers, self.model = loaded.layers, loaded.model
+        self.token_id = add_placeholder_token(
+            loaded.model, loaded.tokenizer, init=self.config.pst_init, seed=self.config.seed
+        )
+        self.row = self.model.get_input_embeddings().weight[self.token_id].detach().clone()
+
+    @contextmanager
+    def batch_hooks(self, batch: Batch) -> Iterator[None]:
+        # this encoder's <PST> embedding: another encoder of the shared model may have set its own
+        weight = self.model.get_input_embeddings().weight
+        with torch.no_grad():
+            weight[self.token_id] = self.row
+        assert batch.pst_index is not None
+        with token_prepending(self.layers, batch.pst_index, self.config.tp_starting_index, self.config.tp_exiting_index):
+            yield

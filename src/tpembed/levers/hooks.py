@@ -1,0 +1,100 @@
+"""What every lever's hooks share: reading a decoder layer's hidden states, finding the attention
+output projection without model-family names, and stopping a forward pass early.
+
+HF ``hidden_states`` numbering: index k < L is the input of decoder layer k (0 = embeddings),
+index L is the final normed output. A pre-hook on layer k therefore sees ``hidden_states[k]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class StopForward(Exception):
+    """Raised from a hook to end the forward pass once every needed state is captured."""
+
+
+def hidden_states_arg(args: tuple, kwargs: dict) -> torch.Tensor:
+    """The hidden states a decoder layer is called with, positional or keyword."""
+    return args[0] if args else kwargs["hidden_states"]
+
+
+def replace_hidden_states(args: tuple, kwargs: dict, hidden: torch.Tensor) -> tuple[tuple, dict]:
+    """The layer's call arguments with ``hidden`` in place of its hidden states."""
+    if args:
+        return (hidden, *args[1:]), kwargs
+    return args, {**kwargs, "hidden_states": hidden}
+
+
+def resolve_output_layer(output_layer: int, num_layers: int) -> int:
+    """Map an HF hidden_states index (negatives count from the end) to 0..num_layers."""
+    if not -(num_layers + 1) <= output_layer <= num_layers:
+        raise ValueError(
+            f"output_layer={output_layer} is out of range for a model with {num_layers} decoder "
+            f"layers: use 0..{num_layers} (0 = embeddings, {num_layers} = final normed output) "
+            f"or -{num_layers + 1}..-1"
+        )
+    return output_layer if output_layer >= 0 else num_layers + 1 + output_layer
+
+
+def _attention_module(layer: nn.Module) -> nn.Module:
+    """The layer's self-attention block: the child whose name says attention (self_attn, attention ...)."""
+    for name, child in layer.named_children():
+        lowered = name.lower()
+        if "attn" in lowered or "attention" in lowered:
+            return child
+    raise ValueError(
+        f"cannot find an attention block in {type(layer).__name__} (no child named *attn* / *attention*): "
+        "this lever needs one"
+    )
+
+
+def output_projection(layer: nn.Module, hidden_size: int) -> nn.Linear:
+    """The attention output projection of one decoder layer, found without model-family names.
+
+    It is the attention block's last ``nn.Linear`` that maps back to the residual stream
+    (``out_features == hidden_size``): q/k/v come first in every HF attention module.
+    """
+    candidates = [
+        m for m in _attention_module(layer).modules() if isinstance(m, nn.Linear) and m.out_features == hidden_size
+    ]
+    if not candidates:
+        raise ValueError(f"no Linear with out_features={hidden_size} in {type(layer).__name__}'s attention block")
+    return candidates[-1]
+
+
+@contextmanager
+def installed(handles: Sequence[torch.utils.hooks.RemovableHandle]) -> Iterator[None]:
+    """Remove the hooks behind ``handles`` when the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def run_until(
+    model: nn.Module, layers: Sequence[nn.Module], inputs: Mapping[str, Any], depth: int
+) -> Any | None:
+    """Run ``model`` only through decoder layers ``0..depth-1`` (early exit).
+
+    ``depth == len(layers)`` runs the whole decoder and returns its output (``last_hidden_state``
+    is ``hidden_states[L]``); a smaller depth stops before layer ``depth`` and returns None, so no
+    later layer, no final norm and no lm_head ever run. Hooks that capture states are the callers'.
+    """
+
+    def stop(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        raise StopForward
+
+    handles = [layers[depth].register_forward_pre_hook(stop, with_kwargs=True)] if depth < len(layers) else []
+    with installed(handles):
+        try:
+            # no cache unless the caller brings one (a cached prompt prefix)
+            return model(**{"use_cache": False, **inputs})
+        except StopForward:
+            return None
