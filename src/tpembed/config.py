@@ -78,10 +78,11 @@ class EncoderConfig(BaseModel):
         vectors=True, search=True, description="one-shot demonstration before every prompt: a built-in name (jockey, chef, storm, market) "
         "or 'SENTENCE => WORD' (None: off)",
     )
-    pooling: Literal["last_token", "attention_sum"] = setting(
+    pooling: Literal["last_token", "attention_sum", "mean"] = setting(
         "last_token",
         vectors=True, search=True, description="last_token: hidden_states[output_layer] at the last token; attention_sum: the sum of the "
-        "last token's attention outputs over decoder layers 0..output_layer-1",
+        "last token's attention outputs over decoder layers 0..output_layer-1; mean: the mean of the sentence tokens' "
+        "hidden_states[output_layer]",
     )
     cp_layer: int | None = setting(
         None,
