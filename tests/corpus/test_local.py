@@ -60,13 +60,36 @@ def test_rejects_listed_with_reasons_and_the_rest_embedded(tmp_path, smollm2):
 def test_rerun_with_other_settings_is_refused(tmp_path):
     path = write_corpus(tmp_path, sentences(3), "txt")
     embed_corpus(path, tmp_path / "out", rows_per_shard=2, progress=False)
-    with pytest.raises(ValueError, match=r"other settings \(encoder\.tp_exiting_index differ"):
+    with pytest.raises(ValueError, match=r"other settings \(identity\.tp differ"):
         embed_corpus(path, tmp_path / "out", rows_per_shard=2, progress=False, tp_exiting_index=5)
     with pytest.raises(ValueError, match=r"rows_per_shard differ"):
         embed_corpus(path, tmp_path / "out", rows_per_shard=3, progress=False)
     # settings that change no vector may differ; a finished run is not redone
     result = embed_corpus(path, tmp_path / "out", rows_per_shard=2, progress=False, batch_size=1)
     assert result["shards_resumed"] == 2 and result["embedded"] == 3 and result["model"]["sha256"]
+
+
+def test_a_run_written_before_the_identity_still_resumes(tmp_path):
+    """run.json of earlier releases held the settings minus the free ones and the model's fingerprint."""
+    from tpembed.config import free_settings, resolve_config
+    from tpembed.models import default_cache_dir, file_sha256, packaged_model_file
+
+    path = write_corpus(tmp_path, sentences(3), "txt")
+    out = tmp_path / "out"
+    embed_corpus(path, out, rows_per_shard=2, progress=False)
+    settings = json.loads((out / "run.json").read_text())
+    config = resolve_config().encoder_config()
+    sha = file_sha256(packaged_model_file(config.model, default_cache_dir()), default_cache_dir())
+    legacy = {k: v for k, v in settings.items() if k != "identity"}
+    legacy["encoder"] = {k: v for k, v in config.model_dump().items() if k not in free_settings()}
+    legacy["model"] = "sha256:" + sha
+    (out / "run.json").write_text(json.dumps({**legacy, "encoder": {**legacy["encoder"], "seed": 3}}))
+    with pytest.raises(ValueError, match=r"other settings \(encoder\.seed differ"):
+        embed_corpus(path, out, rows_per_shard=2, progress=False)
+    (out / "run.json").write_text(json.dumps(legacy))
+    result = embed_corpus(path, out, rows_per_shard=2, progress=False)
+    assert result["shards_resumed"] == 2 and result["embedded"] == 3
+    assert json.loads((out / "run.json").read_text()) == settings  # rewritten in today's form
 
 
 def test_sigkill_mid_run_then_rerun_keeps_finished_shards_and_ends_complete(tmp_path, smollm2):
