@@ -2,7 +2,8 @@
 
 `tpembed run NAME --set output_layer=K` for each K then reads every vector from the cache and
 only runs the scoring. The vectors are the ones `run` would compute itself (same namespaces,
-same 4096-sentence chunks; tests/test_sweep.py checks the sweep's equivalent path). Example:
+same 4096-sentence chunks, through `tpembed.tuning.encode_layers_cached`, the tuners' own path;
+tests/test_sweep.py checks it). Example:
 
     python benchmarks/fill_cache.py smollm2-135m --set task_set=transfer --outputs 28 30
     tpembed run smollm2-135m --set task_set=transfer -o results/full/smollm2-135m-transfer.json
@@ -24,7 +25,7 @@ from tpembed import Encoder, load_model
 from tpembed.config import default_config_path, parse_overrides, resolve_run_config
 from tpembed.evaluation import task_sentences, tasks_for
 from tpembed.evaluation.pipeline import default_data_dir
-from tpembed.sweep import _encode_row
+from tpembed.tuning import encode_layers_cached
 
 CHUNK = 4096  # cache.cached's chunk: a cold `tpembed run` encodes these very chunks
 
@@ -62,7 +63,7 @@ def main() -> None:
     for index, start in enumerate(range(0, len(sentences), CHUNK)):
         if _claim(args.claims, index):
             chunk = sentences[start:start + CHUNK]
-            _encode_row(encoder, chunk, sorted(set(args.outputs)), use_cache=True, progress=True)
+            encode_layers_cached(encoder, chunk, sorted(set(args.outputs)), use_cache=True, progress=True)
             done += len(chunk)
             print(f"chunk {index}: {len(chunk)} sentences, {time.perf_counter() - t0:.0f} s", flush=True)
     print(f"{done} of {len(sentences)} sentences here, layers {sorted(set(args.outputs))}: "

@@ -13,7 +13,7 @@ from tpembed.cli import app
 from tpembed.config import RunConfig, resolve_run_config
 from tpembed.models import prepare_model
 from tpembed.evaluation.pipeline import run_evaluation
-from tpembed.search import (
+from tpembed.tuning import (
     Candidate,
     DevScorer,
     SearchSpace,
@@ -22,7 +22,9 @@ from tpembed.search import (
     parse_cp_layers,
     parse_prompt_options,
     parse_tp_options,
+    plan_settings,
     run_search,
+    short_model_name,
     write_outputs,
 )
 
@@ -30,6 +32,12 @@ LIMIT = 12
 SPACE = dict(prompts=[("prompteol",), ("ke",), ("prompteol", "ke")], tp=[None, (1, 2)], cp_layers=[None, 1],
              cp_alphas=[1.0, 0.5], cp_mode="ns", poolings=["last_token", "attention_sum"], demos=[None, "chef"], outputs=[2, 3, 4],
              max_window=2)
+
+
+def recipe(prompts, tp, cp_layer, cp_alpha, layers, pooling="last_token", demo=None):
+    """A candidate in the search's own field order."""
+    return Candidate(prompt_method=prompts, **plan_settings(tp), output_layer=layers, cp_layer=cp_layer,
+                     cp_alpha=cp_alpha, cp_mode="ns", pooling=pooling, demonstration=demo)
 
 
 @pytest.fixture
@@ -40,13 +48,12 @@ def tiny(tmp_path, monkeypatch):
 
 def test_a_candidate_scores_what_a_separate_eval_of_its_settings_scores(tiny):
     space = SearchSpace(**SPACE)
-    scorer = DevScorer(tiny, dev_pairs(DATA_DIR, LIMIT), space, {"model": "tiny-llama", "batch_size": 5},
+    scorer = DevScorer(tiny, dev_pairs(DATA_DIR, LIMIT), space.outputs, {"model": "tiny-llama", "batch_size": 5},
                        progress=False)
-    for candidate in [Candidate(("prompteol", "ke"), (1, 2), 1, 0.5, (3, 4)),
-                      Candidate(("ke",), None, None, 1.0, (4,)),
-                      Candidate(("ke", "prompteol"), (1, 2), None, 1.0, (3,), "attention_sum", "storm")]:
-        config = RunConfig(model="tiny-llama", batch_size=5, mode="dev", task_set="stsb",
-                           **candidate.settings("ns"))
+    for candidate in [recipe(("prompteol", "ke"), (1, 2), 1, 0.5, (3, 4)),
+                      recipe(("ke",), None, None, 1.0, (4,)),
+                      recipe(("ke", "prompteol"), (1, 2), None, 1.0, (3,), "attention_sum", "storm")]:
+        config = RunConfig(model="tiny-llama", batch_size=5, mode="dev", task_set="stsb", **candidate.settings())
         separate = run_evaluation(config, DATA_DIR, limit=LIMIT, use_cache=False, loaded=tiny, progress=False)
         assert scorer.score(candidate) == pytest.approx(separate["scores"]["STSBenchmark-dev"], abs=1e-6)
 
@@ -56,8 +63,9 @@ def test_coordinate_ascent_keeps_the_best_and_ensembles_cost_no_pass(tiny, tmp_p
     assert result.best_score == max(e.spearman for e in result.evaluations)
     assert {e.axis for e in result.evaluations} >= {"start", "prompts", "demo", "tp", "cp_layer", "pooling", "layers"}
     # rows are (single method, plan, CP): the ensemble option reuses its members' rows
-    rows = {(m, e.candidate.tp, e.candidate.cp_layer, e.candidate.cp_alpha if e.candidate.cp_layer is not None else None,
-             e.candidate.pooling, e.candidate.demo) for e in result.evaluations for m in e.candidate.prompts}
+    rows = {(m, c["use_which_plan"], c["tp_starting_index"], c["tp_exiting_index"], c["cp_layer"],
+             c["cp_alpha"] if c["cp_layer"] is not None else None, c["pooling"], c["demonstration"])
+            for c in (e.candidate for e in result.evaluations) for m in c.as_list("prompt_method")}
     assert result.rows_encoded == len(rows)
     again = run_search(tiny, SearchSpace(**SPACE), data_dir=DATA_DIR, limit=LIMIT, progress=False, batch_size=5)
     assert again.rows_encoded == 0 and again.best == result.best  # all from the embedding cache
@@ -67,9 +75,8 @@ def test_coordinate_ascent_keeps_the_best_and_ensembles_cost_no_pass(tiny, tmp_p
     assert float(ranked[0]["spearman"]) == pytest.approx(result.best_score, abs=1e-4)
     assert resolve_run_config(paths["yaml"]) == result.run_config().model_copy(update={"model": "tiny-llama"})
 
-    scorer = DevScorer(tiny, dev_pairs(DATA_DIR, LIMIT), SearchSpace(**SPACE), result.base_settings, progress=False)
-    recipe = Candidate(("prompteol", "ke"), (1, 2), 1, 0.5, (3, 4))
-    labels = [label for label, _, _ in ablation(scorer, recipe, [2, 3, 4])]
+    scorer = DevScorer(tiny, dev_pairs(DATA_DIR, LIMIT), SPACE["outputs"], result.base_settings, progress=False)
+    labels = [label for label, _, _ in ablation(scorer, recipe(("prompteol", "ke"), (1, 2), 1, 0.5, (3, 4)), [2, 3, 4])]
     assert labels[0] == "recipe" and "- TP (vanilla plan)" in labels and "- CP" in labels
     assert sum(label.startswith("- ensemble") for label in labels) == 2
 
@@ -85,6 +92,14 @@ def test_options_parse_and_bad_ones_are_refused(tiny):
     with pytest.raises(ValueError, match="CP layers"):
         run_search(tiny, SearchSpace(**{**SPACE, "cp_layers": [None, 4]}), data_dir=DATA_DIR, limit=LIMIT,
                    progress=False)
+    with pytest.raises(ValueError, match="not searchable EncoderConfig fields"):
+        Candidate(batch_size=4)  # candidates hold the config's searchable fields, by their own names
+    assert Candidate(output_layer=[3]) == Candidate(output_layer=3)  # a list of one is that layer, as in the config
+
+
+def test_entry_names_keep_the_whole_model_name():
+    assert short_model_name("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen2.5-0.5B-Instruct"
+    assert short_model_name("models/tiny.gguf") == "tiny" and short_model_name("/tmp/tiny/") == "tiny"
 
 
 def test_cli_search_runs_end_to_end_on_a_saved_tiny_model(tmp_path, monkeypatch):

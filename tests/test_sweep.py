@@ -15,7 +15,7 @@ from tpembed.encoder import Encoder
 from tpembed.evaluation import task_sentences
 from tpembed.models import prepare_model
 from tpembed.evaluation.pipeline import run_evaluation
-from tpembed.sweep import (
+from tpembed.tuning import (
     check_grid,
     parse_layers,
     run_sweep,

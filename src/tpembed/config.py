@@ -198,7 +198,10 @@ def load_config_file(path: str | os.PathLike[str]) -> ConfigFile:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{path} is not valid YAML ({problem}{where}): fix it or name another file") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path} must hold a mapping with a 'models:' section")
     try:

@@ -55,7 +55,8 @@ def read_output(out: Path):
 
 @pytest.fixture(scope="session")
 def smollm2():
-    """The packaged SmolLM2 Encoder with the default settings (the reference vectors)."""
+    """The packaged default config's Encoder (the reference vectors): ``embed_corpus`` with nothing
+    named uses the same default config as ``Encoder()``."""
     from tpembed import Encoder
 
-    return Encoder(model="smollm2-135m")
+    return Encoder()

@@ -56,4 +56,4 @@ def test_run_then_resume_then_refuse(tmp_path, tiny_folder):
         "id": "k2", "reason": "null text", "source": str((folder / "t.parquet").resolve()), "row": 2}
     again = invoke(*args, "--batch-size", "1")  # a setting that changes no vector
     assert again.exit_code == 0 and "(4 from an earlier run)" in again.output, again.output
-    one_line_error(invoke(*args, "--output-layer", "2"), "encoder.output_layer differ")
+    one_line_error(invoke(*args, "--output-layer", "2"), "output_layer differ")

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from tpembed import Encoder, EncoderConfig, mteb_model
 from tpembed.cli import app
 from tpembed.evaluation.data import load_task
+from tpembed.identity import encoder_identity
 
 from .conftest import TINY_SETTINGS
 
@@ -45,7 +46,10 @@ def test_model_meta_is_complete_and_keys_results_by_every_setting(tiny_mteb, tin
     assert meta.embed_dim == tiny_mteb.model.embedding_dim
     assert meta.n_parameters == sum(p.numel() for p in tiny_mteb.model.loaded.model.parameters())
     assert meta.similarity_fn_name is ScoringFunction.COSINE and meta.modalities == ["text"]
-    assert meta.experiment_kwargs["tp_exiting_index"] == 3 and meta.experiment_kwargs["templates"]["query"] == QUERY
+    # results are keyed by the Encoder's identity (tpembed.identity), not by a list of settings of its own
+    assert meta.experiment_kwargs["identity"] == encoder_identity(tiny_mteb.model)
+    assert meta.experiment_kwargs["templates"]["query"] == QUERY
+    assert meta.loader_kwargs["tp_exiting_index"] == 3 and meta.loader_kwargs["batch_size"] == 16
     assert meta.to_dict()["loader"] == "load_tpembed_model"
     # results of different configs never share a folder; batching does not change a vector
     other_exit = mteb_model(model=tiny_model_dir, **{**TINY_SETTINGS, "tp_exiting_index": 2}).mteb_model_meta
@@ -59,6 +63,11 @@ def test_model_meta_is_complete_and_keys_results_by_every_setting(tiny_mteb, tin
     assert (reloaded.mteb_model_meta.name, reloaded.mteb_model_meta.revision) == (meta.name, meta.revision)
     assert reloaded.mteb_model_meta.experiment_name == meta.experiment_name
     np.testing.assert_array_equal(reloaded.model.encode(TEXTS), tiny_mteb.model.encode(TEXTS))
+    # a meta whose identity is not the rebuilt model's says so
+    stale = meta.model_copy(update={"experiment_kwargs": {**meta.experiment_kwargs,
+                                                          "identity": {**meta.experiment_kwargs["identity"], "model": "x"}}})
+    with pytest.warns(UserWarning, match="identity differs .* model"):
+        stale.load_model()
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from tpembed import Encoder, load_model, to_sentence_transformer
+from tpembed.identity import encoder_identity
 
 from .conftest import TINY_SETTINGS
 
@@ -135,9 +136,17 @@ def test_loading_warns_when_the_weights_changed(tiny, tmp_path):
     st.save(str(tmp_path))
     config_file = tmp_path / "tpembed_config.json"
     saved = json.loads(config_file.read_text())
-    saved["weights"] = {"sha256": "0" * 64}
+    assert saved["identity"] == encoder_identity(st[0].encoder)  # tpembed.identity, not a list of its own
+    saved["identity"]["model"] = "sha256:" + "0" * 64
     config_file.write_text(json.dumps(saved))
     with pytest.warns(UserWarning, match="weights .* changed"):
+        SentenceTransformer(str(tmp_path), trust_remote_code=True)
+    with pytest.warns(UserWarning, match="weights .* changed"):  # settings changed on purpose: the weights still count
+        SentenceTransformer(str(tmp_path), trust_remote_code=True, model_kwargs={"output_layer": 2})
+    saved = json.loads(config_file.read_text())
+    saved["identity"] = {**encoder_identity(st[0].encoder), "max_length": 7}  # a vector setting that differs
+    config_file.write_text(json.dumps(saved))
+    with pytest.warns(UserWarning, match="identity .* changed .*max_length"):
         SentenceTransformer(str(tmp_path), trust_remote_code=True)
 
 
@@ -164,5 +173,5 @@ def test_packaged_smollm2_through_sentence_transformers_equals_the_encoder(plan,
     st.save(str(tmp_path))
     saved = json.loads((tmp_path / "tpembed_config.json").read_text())
     assert saved["settings"]["model"] == "smollm2-135m"  # the packaged name, not a copy of the weights
-    assert saved["weights"]["sha256"] == smollm2.identity["sha256"]
+    assert smollm2.identity["sha256"] in saved["identity"]["model"]
     assert_close(SentenceTransformer(str(tmp_path), trust_remote_code=True).encode(SENTENCES), want)

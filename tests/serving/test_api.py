@@ -47,6 +47,9 @@ def test_openai_client_gets_the_library_vectors_in_both_formats(tiny_app_factory
         # TP and vanilla differ (the two names are not one config served twice)
         assert not np.allclose(decoded, tiny_reference["tiny"].encode(SENTENCES))
         assert [m.id for m in client.models.list()] == list(TINY_CONFIGS)
+        # each entry carries its identity digest; in-memory weights have none (null), the shape stays OpenAI's
+        listed = httpx.get(f"{server.url}/v1/models").json()["data"]
+        assert all(m["object"] == "model" and m["owned_by"] == "tpembed" and m["identity"] is None for m in listed)
         # configs of one model share its weights and its worker
         assert server.served.workers["tiny"] is server.served.workers["tiny-tp"]
 

@@ -64,6 +64,9 @@ def test_serve_process_answers_with_its_key_and_exits_0_on_sigterm(tmp_path):
         assert httpx.post(f"{url}/v1/embeddings", json=body).status_code == 401  # the key came from the env
         ok = httpx.post(f"{url}/v1/embeddings", json=body, headers={"Authorization": "Bearer k3y"})
         assert ok.status_code == 200 and len(ok.json()["data"]) == 2
+        listed = httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer k3y"}).json()["data"]
+        assert [m["id"] for m in listed] == [str(model_dir)]  # a --model without a NAME is served under the model
+        assert len(listed[0]["identity"]) == 12  # the identity digest of a model loaded from a folder
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
     finally:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import httpx
 import numpy as np
 import openai
 import pytest
 
 from tpembed import Encoder, load_model
-from tpembed.config import default_config_path, resolve_run_config
+from tpembed.config import resolve_config
+from tpembed.identity import encoder_identity, identity_digest
 from tpembed.prompts import PROMPTS, normalize_sentence, render
 
 from conftest import assert_vectors_close
@@ -24,13 +26,17 @@ SENTENCES = ["A man is playing a guitar.", "A man plays the guitar.", "The stock
 def test_server_vectors_equal_the_encoders_for_vanilla_and_tp_of_one_model():
     from tpembed.serving import create_app
 
-    configs = {name: resolve_run_config(default_config_path(), name, {"device": "cpu"}).encoder_config()
-               for name in NAMES}
+    configs = {name: resolve_config(name, {"device": "cpu"}).encoder_config() for name in NAMES}
     reference_model = load_model("smollm2-135m", device="cpu")  # an independent copy
     reference = {name: Encoder(reference_model, config=config) for name, config in configs.items()}
     with running(create_app(configs)) as server:
         server.wait_loaded()
         assert server.served.workers[NAMES[0]] is server.served.workers[NAMES[1]]  # one copy of the weights
+        # /v1/models names each config's identity: the weights' hash and every vector-changing setting
+        listed = {m["id"]: m for m in httpx.get(f"{server.url}/v1/models").json()["data"]}
+        for name in NAMES:
+            assert listed[name]["identity"] == identity_digest(encoder_identity(reference[name]))
+        assert listed[NAMES[0]]["identity"] != listed[NAMES[1]]["identity"]
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
         for name in NAMES:
             expected = reference[name].encode(SENTENCES)

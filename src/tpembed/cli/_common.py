@@ -1,4 +1,4 @@
-"""What several commands share: Encoder options, one-line user errors, output-path checks."""
+"""What several commands share: the one config source (:func:`config_source`), one-line user errors, output-path checks."""
 
 from __future__ import annotations
 
@@ -15,7 +15,15 @@ import typer
 from pydantic import ValidationError
 
 from ..embedding_cache import CacheError
-from ..config import EncoderConfig
+from ..config import (
+    EncoderConfig,
+    RunConfig,
+    default_config_name,
+    default_config_path,
+    load_config_file,
+    parse_overrides,
+    resolve_config,
+)
 
 # Errors a user can cause (bad values, missing or unwritable files, a damaged cache): one line, exit 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ValidationError, CacheError)
@@ -43,22 +51,15 @@ def _option_type(annotation: Any) -> type:
     return int if annotation is int or (int in args and str not in args and not is_list) else str
 
 
-def encoder_options(func):
-    """Give a command one ``--option`` per EncoderConfig field; set ones arrive as ``settings``.
-
-    The options are derived from the config model, so the CLI, YAML and Python keys never drift.
-    """
-    signature = inspect.signature(func)
-    # resolve the string annotations (PEP 563) here: typer would see the wrapper's, without the
-    # Annotated option metadata (help, short names, bounds)
-    hints = typing.get_type_hints(func, include_extras=True)
-    params = [p.replace(annotation=hints[p.name]) for p in signature.parameters.values() if p.name != "settings"]
-    for name, field in EncoderConfig.model_fields.items():
+def _field_options(fields: dict[str, Any], default_help: str) -> list[inspect.Parameter]:
+    """One keyword-only ``--option`` (default None: not given) per pydantic field."""
+    params = []
+    for name, field in fields.items():
         choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is typing.Literal else ()
         help_text = field.description or ""
         if choices:
             help_text += f" (one of: {', '.join(choices)})"
-        help_text += f" (default: {field.default})"
+        help_text += f" ({default_help.format(default=field.default)})"
         option = typer.Option(f"--{name.replace('_', '-')}", help=help_text, show_default=False)
         params.append(
             inspect.Parameter(
@@ -68,24 +69,194 @@ def encoder_options(func):
                 annotation=Annotated[Optional[_option_type(field.annotation)], option],
             )
         )
-
-    @functools.wraps(func)
-    def wrapper(**kwargs: Any) -> Any:
-        settings = {k: kwargs.pop(k) for k in EncoderConfig.model_fields if kwargs.get(k) is not None}
-        for k in EncoderConfig.model_fields:
-            kwargs.pop(k, None)
-        return func(**kwargs, settings=settings)
-
-    wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-    return wrapper
+    return params
 
 
-def build_config(settings: dict[str, Any]) -> EncoderConfig:
-    """Validate settings into an EncoderConfig, turning pydantic errors into a clean CLI error."""
-    try:
-        return EncoderConfig(**settings)
-    except ValidationError as err:
-        fail(err)
+def _own_parameters(func: Any, drop: set[str]) -> list[inspect.Parameter]:
+    """The command's own parameters, annotations resolved, all keyword-only (typer orders them as listed)."""
+    signature = inspect.signature(func)
+    # resolve the string annotations (PEP 563) here: typer would see the wrapper's, without the
+    # Annotated option metadata (help, short names, bounds)
+    hints = typing.get_type_hints(func, include_extras=True)
+    return [
+        p.replace(annotation=hints[p.name], kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in signature.parameters.values()
+        if p.name not in drop
+    ]
+
+
+# --------------------------------------------------------------------------- the one config source
+
+DEFAULT_CONFIG = default_config_name()
+DEFAULT_HELP = f"the packaged default config {DEFAULT_CONFIG}"
+# the parameters config_source adds (internal names, so they never clash with a command's own)
+_NAME, _FILE, _SET = "source_name", "source_file", "source_set"
+# what config_source hands the command, when it declares them
+_HANDED = ("run_config", "run_configs", "config_name", "config_file")
+
+
+def _is_yaml(value: str) -> bool:
+    return Path(value).suffix.lower() in (".yaml", ".yml")
+
+
+def _resolve_one(
+    name: str | None, config_file: Path | None, overrides: dict[str, Any]
+) -> tuple[RunConfig, str | None, Path | None]:
+    """(config, entry name, file it came from) for NAME / --config FILE / overrides, by resolve_config.
+
+    The entry name is None when no named entry was used (a ``--model`` without a config: the
+    settings are EncoderConfig's defaults plus the options); the file is None then too.
+    """
+    if config_file is None and name is not None and _is_yaml(name):
+        config_file, name = Path(name), None  # NAME may be a YAML file, as in Python
+    if config_file is not None:
+        config = resolve_config(config_file, overrides, name=name)
+        return config, name or load_config_file(config_file).default_config, config_file
+    config = resolve_config(name, overrides)
+    if name is None and ("model" in overrides or "model_name_or_path" in overrides):
+        return config, None, None
+    return config, name or DEFAULT_CONFIG, default_config_path()
+
+
+def config_source(
+    names: typing.Literal["one", "many", "option"] = "one", *, run_options: bool = False, exclude: tuple[str, ...] = ()
+):
+    """Give a command the one way to name its settings, and hand it the resolved config(s).
+
+    Every command that builds an Encoder is declared with it, so they all take the same source:
+
+    * a config NAME (``tpembed configs`` lists them; a ``.yaml`` path also works): a positional
+      argument (``names="one"``), several positional NAMEs (``names="many"``, for ``serve``), or
+      a ``--name NAME`` option (``names="option"``, for commands whose positional arguments are
+      something else: ``encode``'s sentences, ``embed``'s inputs);
+    * ``--config FILE``: a YAML file of named configs (NAME picks the entry, else its default_config);
+    * ``--set key=value`` (repeatable): any EncoderConfig or RunConfig key, values parsed as YAML;
+    * one ``--option`` per EncoderConfig field (``--tp-exiting-index 5``), and with ``run_options``
+      also RunConfig's own fields (``--mode``, ``--task-set``).
+
+    Nothing named means the packaged default config (:func:`tpembed.config.default_config_name`),
+    except that a ``--model`` without a config starts from EncoderConfig's defaults (the default
+    config's layers belong to its own model). The named entry is overridden by ``--set``, and
+    ``--set`` by the options. Resolution is :func:`tpembed.config.resolve_config`; any problem (an
+    unknown name lists the names, a file that is not YAML names the file, a bad value) is one
+    ``error:`` line and exit status 2.
+
+    The decorated command declares the parameters it wants handed, which do not become options:
+
+    * ``run_config: RunConfig`` (``names="one"`` / ``"option"``): the resolved config (call
+      ``.encoder_config()`` for the Encoder's settings without mode / task_set);
+    * ``run_configs: dict[str, RunConfig]`` (``names="many"``): served name -> config, in the
+      order named (nothing named: the default entry; a ``--model`` without a name: the model);
+    * ``config_name: str | None`` (``"one"`` / ``"option"``): the entry used (None: no named entry);
+    * ``config_file: Path | None`` (``"one"`` / ``"option"``): the YAML file it came from.
+
+    ``exclude``: fields that get no ``--option`` because the command sets them from options of its
+    own (the tuners' lists of values); the config (NAME, --config, --set) still names them.
+
+    The command's help gets a line naming the default config.
+    """
+    if names not in ("one", "many", "option"):
+        raise ValueError(f"names must be one, many or option, got {names!r}")
+    extra_fields = (
+        {k: f for k, f in RunConfig.model_fields.items() if k not in EncoderConfig.model_fields} if run_options else {}
+    )
+    option_fields = {k: f for k, f in {**EncoderConfig.model_fields, **extra_fields}.items() if k not in exclude}
+
+    def decorate(func):
+        wanted = set(inspect.signature(func).parameters)
+        handed = "run_configs" if names == "many" else "run_config"
+        if handed not in wanted:
+            raise TypeError(f"{func.__name__} must declare {handed!r} to receive the resolved config")
+        own = _own_parameters(func, set(_HANDED))
+        clash = {p.name for p in own} & (set(option_fields) | {_NAME, _FILE, _SET})
+        if clash:
+            raise TypeError(f"{func.__name__} declares {sorted(clash)}, which config_source adds")
+
+        name_help = (
+            "named config(s) to serve (request 'model' = a name): an entry of tpembed configs or of --config"
+            if names == "many"
+            else "named config: an entry of tpembed configs or of --config (a .yaml path also works)"
+        ) + f"; default: {DEFAULT_HELP}"
+        if names == "one":
+            name_param = Annotated[Optional[str], typer.Argument(metavar="NAME", help=name_help, show_default=False)]
+        elif names == "many":
+            name_param = Annotated[
+                Optional[list[str]], typer.Argument(metavar="NAME...", help=name_help, show_default=False)
+            ]
+        else:
+            name_param = Annotated[
+                Optional[str], typer.Option("--name", metavar="NAME", help=name_help, show_default=False)
+            ]
+        source = [
+            inspect.Parameter(_NAME, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=name_param),
+            inspect.Parameter(
+                _FILE,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[
+                    Optional[Path],
+                    typer.Option(
+                        "--config", metavar="FILE", show_default=False,
+                        help="YAML file of named configs (NAME picks the entry, else its default_config; "
+                        "default: the ones shipped with tpembed)",
+                    ),
+                ],
+            ),
+            inspect.Parameter(
+                _SET,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=[],
+                annotation=Annotated[
+                    list[str],
+                    typer.Option(
+                        "--set", metavar="KEY=VALUE", show_default=False,
+                        help="override a key of the config (repeatable): --set tp_exiting_index=5",
+                    ),
+                ],
+            ),
+        ]
+        # positional NAME(s) first, then the command's own parameters, then --config, --set, the options
+        params = (source[:1] if names != "option" else []) + own + (source if names == "option" else source[1:])
+        params += _field_options(option_fields, "default: the config's")
+
+        @functools.wraps(func)
+        def wrapper(**kwargs: Any) -> Any:
+            given = kwargs.pop(_NAME)
+            config_file = kwargs.pop(_FILE)
+            pairs = kwargs.pop(_SET) or []
+            options = {k: kwargs.pop(k) for k in option_fields if kwargs.get(k) is not None}
+            for k in option_fields:
+                kwargs.pop(k, None)
+            with user_errors():
+                overrides = {**parse_overrides(pairs), **options}
+                if names == "many":
+                    served: dict[str, RunConfig] = {}
+                    for name in given or [None]:
+                        config, entry, _ = _resolve_one(name, config_file, overrides)
+                        key = entry or config.model
+                        if key in served:
+                            raise ValueError(f"a config is named twice: {key}")
+                        served[key] = config
+                    kwargs["run_configs"] = served
+                else:
+                    config, entry, path = _resolve_one(given, config_file, overrides)
+                    kwargs["run_config"] = config
+                    if "config_name" in wanted:
+                        kwargs["config_name"] = entry
+                    if "config_file" in wanted:
+                        kwargs["config_file"] = path
+            return func(**kwargs)
+
+        doc = inspect.cleandoc(func.__doc__ or "")
+        name_word = "--name NAME" if names == "option" else "NAME"
+        wrapper.__doc__ = (
+            f"{doc}\n\nSettings: {name_word}, --config FILE, --set key=value and the options below (options win "
+            f"over --set, --set over the named entry); with nothing named, {DEFAULT_HELP}."
+        )
+        wrapper.__signature__ = inspect.signature(func).replace(parameters=params)  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
 
 
 def check_output_file(path: Path, *, suffix: str | None = None) -> Path:

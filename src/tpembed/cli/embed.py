@@ -8,19 +8,14 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ._app import app
-from ._common import encoder_options, fail, user_errors
+from ._common import config_source, fail, user_errors
 
 
 @app.command()
-@encoder_options
+@config_source("option")
 def embed(
     inputs: Annotated[list[str], typer.Argument(help="files (.txt .jsonl .csv .parquet), folders or globs")],
     output: Annotated[Path, typer.Option("--output", "-o", help="output folder (reruns resume it)")],
-    name: Annotated[
-        Optional[str], typer.Option("--name", help="a named config (tpembed configs, or of --config); options override it")
-    ] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of named configs")] = None,
-    set_: Annotated[list[str], typer.Option("--set", help="override a key of --name: --set tp_exiting_index=5")] = [],  # noqa: B006
     text_column: Annotated[str, typer.Option("--text-column", help="column / field holding the text")] = "text",
     id_column: Annotated[
         Optional[str], typer.Option("--id-column", help="column / field holding the id (default: 'id' if present, else file:row)")
@@ -35,19 +30,13 @@ def embed(
         Optional[str], typer.Option("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a local one)")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
-    settings: dict[str, Any] | None = None,
+    run_config: Any = None,
 ) -> None:
     """Embed every row of a corpus into OUTPUT/embeddings/*.parquet (id, embedding); bad rows go to rejects.jsonl."""
-    from ..config import EncoderConfig, default_config_path, parse_overrides, resolve_run_config
-
     if engine not in ("local", "ray"):
         fail(f"--engine must be local or ray, got {engine!r}")
     with user_errors():
-        overrides = {**parse_overrides(set_), **(settings or {})}
-        if name is not None or config is not None:
-            encoder_config = resolve_run_config(config or default_config_path(), name, overrides).encoder_config()
-        else:
-            encoder_config = EncoderConfig(**overrides)
+        encoder_config = run_config.encoder_config()
         from ..corpus import embed_corpus  # torch loads here, after the checks above
 
         try:

@@ -9,11 +9,11 @@ import numpy as np
 import typer
 
 from ._app import app
-from ._common import build_config, check_output_file, encoder_options, user_errors
+from ._common import check_output_file, config_source, user_errors
 
 
 @app.command()
-@encoder_options
+@config_source("option")
 def encode(
     sentences: Annotated[list[str], typer.Argument(help="sentences to embed")],
     output: Annotated[
@@ -21,10 +21,10 @@ def encode(
     ] = None,
     normalize: Annotated[bool, typer.Option(help="L2-normalise the embeddings")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
-    settings: dict[str, Any] | None = None,
+    run_config: Any = None,
 ) -> None:
     """Embed sentences; print the shape and the pairwise cosine similarity matrix."""
-    config = build_config(settings or {})
+    config = run_config.encoder_config()
     with user_errors():
         target = check_output_file(output, suffix=".npy") if output is not None else None
         from ..encoder import Encoder

@@ -1,4 +1,4 @@
-"""``tpembed run`` (a named config, the paper's interface) and ``tpembed eval`` (settings as options)."""
+"""``tpembed run`` / ``tpembed eval`` (one command, two names): evaluate a config on SentEval."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ._app import app
-from ._common import check_output_file, encoder_options, fail, user_errors
+from ._common import check_output_file, config_source, user_errors
 
 DataOption = Annotated[
     Optional[Path],
@@ -75,53 +75,28 @@ def _evaluate(
     _report(result, output)
 
 
-@app.command()
-def run(
-    name: Annotated[Optional[str], typer.Argument(help="entry of the config file (default: its default_config)")] = None,
-    config: ConfigFileOption = None,
-    data: DataOption = None,
-    set_: Annotated[list[str], typer.Option("--set", help="override a key: --set tp_exiting_index=5")] = [],  # noqa: B006
-    limit: LimitOption = None,
-    output: OutputOption = None,
-    cache: CacheOption = True,
-    probe_jobs: ProbeJobsOption = 1,
-    quiet: QuietOption = False,
-) -> None:
-    """Evaluate a named configuration (the paper's interface) and print the paper-style table.
-
-    NAME is an entry of the named configs shipped with tpembed (list them: tpembed configs) or of --config FILE.
-    """
-    from ..config import default_config_path, load_config_file, parse_overrides, resolve_run_config
-
-    path = config or default_config_path()
-    with user_errors():
-        run_config = resolve_run_config(path, name, parse_overrides(set_))
-        gpu = load_config_file(path).gpu_config
-    if gpu and gpu.cuda_visible_devices is not None and "CUDA_VISIBLE_DEVICES" not in os.environ:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu.cuda_visible_devices  # as the paper's run.sh does
-    _evaluate(run_config, data, name, limit, output, cache, probe_jobs, quiet)
-
-
+# one implementation, two names: `run NAME` is the paper's interface, `eval --option ...` reads as one
 @app.command("eval")
-@encoder_options
-def eval_(
-    mode: Annotated[str, typer.Option(help="test | dev | fasttest")] = "test",
-    task_set: Annotated[str, typer.Option(help="sts | transfer | full | stsb")] = "sts",
+@app.command("run")
+@config_source("one", run_options=True)
+def run(
     data: DataOption = None,
     limit: LimitOption = None,
     output: OutputOption = None,
     cache: CacheOption = True,
     probe_jobs: ProbeJobsOption = 1,
     quiet: QuietOption = False,
-    settings: dict[str, Any] | None = None,
+    run_config: Any = None,
+    config_name: str | None = None,
+    config_file: Path | None = None,
 ) -> None:
-    """Evaluate encoder settings given as options (no YAML file needed)."""
-    from pydantic import ValidationError
+    """Evaluate a config on SentEval and print the paper-style table (eval is the same command)."""
+    from ..config import load_config_file
 
-    from ..config import RunConfig
+    if config_file is not None:
+        with user_errors():
+            gpu = load_config_file(config_file).gpu_config
+        if gpu and gpu.cuda_visible_devices is not None and "CUDA_VISIBLE_DEVICES" not in os.environ:
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu.cuda_visible_devices  # as the paper's run.sh does
+    _evaluate(run_config, data, config_name, limit, output, cache, probe_jobs, quiet)
 
-    try:
-        run_config = RunConfig(**(settings or {}), mode=mode, task_set=task_set)
-    except ValidationError as err:
-        fail(err)
-    _evaluate(run_config, data, None, limit, output, cache, probe_jobs, quiet)

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from ._app import app
-from ._common import check_output_folder, user_errors
+from ._common import check_output_folder, config_source, user_errors
 from .evaluate import CacheOption, DataOption, LimitOption, QuietOption
+
+# the fields the search varies, each from its own list option (--prompts, --tp, ...); cp_mode is one value
+SEARCHED = ("prompt_method", "demonstration", "use_which_plan", "tp_starting_index", "tp_exiting_index", "cp_layer",
+            "cp_alpha", "pooling", "output_layer")
 
 
 @app.command()
+@config_source("one", exclude=SEARCHED)
 def search(
-    model: Annotated[str, typer.Option("--model", help="packaged name, .gguf file, HF folder or hub id")] = "smollm2-135m",
     prompts: Annotated[
         str, typer.Option("--prompts", help="prompt options, ',' between options, '+' inside an ensemble")
     ] = "prompteol,cot,ke,cot+ke",
@@ -24,11 +27,10 @@ def search(
         str, typer.Option("--cp-layers", help="Contrastive Prompting layers (0-based decoder layers) or off")
     ] = "off",
     cp_alphas: Annotated[str, typer.Option("--cp-alphas", help="CP alpha options, e.g. 0.5,1")] = "1",
-    cp_mode: Annotated[str, typer.Option("--cp-mode", help="ns | nr")] = "ns",
     demos: Annotated[
         str, typer.Option("--demos", help="one-shot demonstration options: none and/or built-in names (jockey,chef,...)")
     ] = "none",
-    pooling: Annotated[
+    poolings: Annotated[
         str, typer.Option("--pooling", help="pooling options: last_token, attention_sum (comma-separated)")
     ] = "last_token",
     outputs: Annotated[
@@ -45,45 +47,44 @@ def search(
         "search"
     ),
     name: Annotated[Optional[str], typer.Option("--name", help="entry name prefix in best.yaml")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="sentences per forward pass")] = 32,
     data: DataOption = None,
     limit: LimitOption = None,
     cache: CacheOption = True,
     quiet: QuietOption = False,
+    run_config: Any = None,
 ) -> None:
-    """Search the recipe on STS-B dev (never a test set); write grid.csv, ranked.csv, search.json, best.yaml."""
+    """Search the recipe on STS-B dev (never a test set); write grid.csv, ranked.csv, search.json, best.yaml.
+
+    The search varies the prompt, demonstration, TP plan, CP layer and alpha, pooling and output
+    layers from the options above (--cp-mode picks CP's mode); every other setting is the config's.
+    """
     from ..evaluation import ensure_senteval, tasks_for
 
     with user_errors():
         check_output_folder(out, "grid.csv")
-        from ..search import (SearchSpace, parse_cp_layers, parse_floats, parse_prompt_options, parse_tp_options)
-        from ..sweep import parse_layers
+        from ..tuning import (SearchSpace, parse_cp_layers, parse_demos, parse_floats, parse_layers,
+                              parse_prompt_options, parse_tp_options)
 
+        config = run_config.encoder_config()
         space = SearchSpace(
             prompts=parse_prompt_options(prompts),
             tp=parse_tp_options(tp),
             cp_layers=parse_cp_layers(cp_layers),
             cp_alphas=parse_floats(cp_alphas),
-            cp_mode=cp_mode,
-            poolings=[p.strip() for p in pooling.split(",") if p.strip()],
-            demos=[None if d.strip() in ("none", "off") else d.strip() for d in demos.split(",") if d.strip()],
+            cp_mode=config.cp_mode,
+            poolings=[p.strip() for p in poolings.split(",") if p.strip()],
+            demos=parse_demos(demos),
+            outputs=parse_layers(outputs) if outputs else [],
             max_window=max_window,
         )
-        if cp_mode not in ("ns", "nr"):
-            raise ValueError(f"--cp-mode must be ns or nr, got {cp_mode!r}")
         data = ensure_senteval(data, tasks_for("stsb", "dev"), progress=not quiet)
-        from ..models import load_model_with_progress, model_num_layers
-        from ..search import ablation, check_space, format_ranked, run_search, time_ratio, write_outputs
+        from ..tuning import (DevScorer, ablation, dev_pairs, format_ranked, load_for_search, run_search, time_ratio,
+                              write_outputs)
 
-        known = model_num_layers(model)
-        output_layers = parse_layers(outputs) if outputs else None
-        if known is not None:
-            space.outputs = _outputs(output_layers, known)
-            check_space(space, known)
-        loaded = load_model_with_progress(model, progress=not quiet)
-        space.outputs = _outputs(output_layers, loaded.num_layers)
+        loaded = load_for_search(config, space, progress=not quiet)
+        settings = config.model_dump(exclude={"model", "cp_mode", *SEARCHED})
         result = run_search(loaded, space, data_dir=data, rounds=rounds, limit=limit, subsample=subsample,
-                            use_cache=cache, progress=not quiet, batch_size=batch_size)
+                            use_cache=cache, progress=not quiet, **settings)
         paths = write_outputs(result, out, name)
     typer.echo(format_ranked(result))
     typer.echo(
@@ -94,13 +95,11 @@ def search(
     )
     if ablate:
         with user_errors():
-            from ..search import DevScorer, dev_pairs
-
             # vanilla's "last layer" row is the model's last layer even when --outputs stops short of it
-            with_last = dataclasses.replace(space, outputs=sorted({*space.outputs, loaded.num_layers}))
+            with_last = sorted({*result.space.outputs, loaded.num_layers})
             scorer = DevScorer(loaded, dev_pairs(data, limit, subsample), with_last, result.base_settings,
                                use_cache=cache, progress=not quiet)
-            rows = ablation(scorer, result.best, space.outputs)
+            rows = ablation(scorer, result.best, result.space.outputs)
             recipe = result.run_config().encoder_config().model_dump()
             median, ratios = time_ratio(loaded, recipe, scorer.sentences[:time_sentences])
         lines = ["| configuration | STS-B dev | vs recipe |", "|---|---|---|"]
@@ -109,13 +108,6 @@ def search(
                      f"(repeats: {', '.join(f'{r:.2f}' for r in ratios)})")
         (out / "ablation.md").write_text("\n".join(lines) + "\n")
         typer.echo("\n".join(lines))
-
-
-def _outputs(layers: list[int] | None, num_layers: int) -> list[int]:
-    """Candidate output layers: negatives count from the end; default the upper half."""
-    if not layers:
-        return list(range((num_layers + 1) // 2, num_layers + 1))
-    return sorted({k + num_layers + 1 if k < 0 else k for k in layers})
 
 
 def _cell(text: str) -> str:

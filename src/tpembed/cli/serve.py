@@ -3,41 +3,17 @@
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from ._app import app
-from ._common import encoder_options, fail, user_errors
-
-
-def _served_configs(names: list[str], config_file: Path | None, settings: dict[str, Any]) -> dict[str, Any]:
-    """Served name -> EncoderConfig: named entries (options override them), else the options alone."""
-    from ..config import EncoderConfig, default_config_path, load_config_file, resolve_run_config
-
-    path = config_file or default_config_path()
-    if not names and not settings:
-        default = load_config_file(path).default_config
-        if default is None:
-            raise ValueError(f"{path} has no default_config: name the configs to serve")
-        names = [default]
-    if not names:  # settings given as options only: served under the model's name
-        config = EncoderConfig(**settings)
-        return {config.model: config}
-    if len(set(names)) != len(names):
-        raise ValueError(f"a config is named twice: {' '.join(names)}")
-    return {name: resolve_run_config(path, name, settings).encoder_config() for name in names}
+from ._common import config_source, fail, user_errors
 
 
 @app.command()
-@encoder_options
+@config_source("many")
 def serve(
-    names: Annotated[
-        Optional[list[str]],
-        typer.Argument(help="named configs to serve (request 'model' = a name); default: the default config"),
-    ] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML file of named configs")] = None,
     host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8000,
     api_key: Annotated[
@@ -46,7 +22,8 @@ def serve(
     ] = None,
     max_batch_size: Annotated[
         Optional[int],
-        typer.Option("--max-batch-size", min=1, help="sentences per forward pass (default: each config's batch_size)"),
+        typer.Option("--max-batch-size", min=1, help="sentences per forward pass, for every served config "
+                     "(the same as --batch-size; default: each config's batch_size)"),
     ] = None,
     max_round_sentences: Annotated[
         int,
@@ -65,18 +42,17 @@ def serve(
     max_input_chars: Annotated[
         int, typer.Option("--max-input-chars", min=1, help="characters in one input (more: 413)")
     ] = 100_000,
-    settings: dict[str, Any] | None = None,
+    run_configs: dict[str, Any] | None = None,
 ) -> None:
     """Serve embeddings over HTTP with OpenAI's API (/v1/embeddings, /v1/models, /health, /metrics).
 
     Several named configs of one model share one copy of its weights. Ctrl-C or SIGTERM stops it
     gracefully (requests in flight are finished first).
     """
-    settings = dict(settings or {})
-    if max_batch_size is not None:
-        settings["batch_size"] = max_batch_size
     with user_errors():
-        configs = _served_configs(list(names or []), config, settings)
+        configs = {name: c.encoder_config() for name, c in (run_configs or {}).items()}
+        if max_batch_size is not None:
+            configs = {name: c.model_copy(update={"batch_size": max_batch_size}) for name, c in configs.items()}
         from ..models import check_before_loading
 
         for served_config in configs.values():

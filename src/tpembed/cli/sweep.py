@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from ._app import app
-from ._common import check_output_folder, user_errors
+from ._common import check_output_folder, config_source, user_errors
 from .evaluate import CacheOption, DataOption, LimitOption, QuietOption
+
+# the fields the grid sets itself (from --start, --exits, --outputs)
+SWEPT = ("use_which_plan", "tp_starting_index", "tp_exiting_index", "output_layer")
 
 
 @app.command()
+@config_source("one", exclude=tuple(f for f in SWEPT if f != "tp_starting_index"))  # --tp-starting-index = --start
 def sweep(
-    model: Annotated[str, typer.Option("--model", help="packaged name, .gguf file, HF folder or hub id")] = "smollm2-135m",
-    prompt: Annotated[str, typer.Option("--prompt", help="prompteol | metaeol | cot | ke")] = "prompteol",
+    prompt: Annotated[
+        Optional[str], typer.Option("--prompt", help="prompteol | metaeol | cot | ke (= --prompt-method)")
+    ] = None,
     data: DataOption = None,
-    start: Annotated[int, typer.Option("--start", help="tp_starting_index of every TP row")] = 1,
+    start: Annotated[
+        Optional[int],
+        typer.Option("--start", help="tp_starting_index of every TP row (default: the config's when it is a TP config, else 1)"),
+    ] = None,
     exits: Annotated[
         Optional[str], typer.Option("--exits", help="TP exit layers, a..b inclusive or a,b,c (default: start+1..start+8)")
     ] = None,
@@ -32,17 +40,16 @@ def sweep(
         "sweep"
     ),
     name: Annotated[Optional[str], typer.Option("--name", help="entry name prefix in best.yaml (default: <model>-sweep)")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="sentences per forward pass")] = 32,
-    pst_init: Annotated[str, typer.Option("--pst-init", help="gaussian | zeros")] = "gaussian",
-    seed: Annotated[int, typer.Option("--seed", help="seed of the <PST> embedding")] = 0,
-    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")] = "auto",
-    dtype: Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16")] = "auto",
     limit: LimitOption = None,
     then_test: Annotated[bool, typer.Option("--then-test", help="run the best cell on the 7 STS test tasks")] = False,
     cache: CacheOption = True,
     quiet: QuietOption = False,
+    run_config: Any = None,
 ) -> None:
-    """Search TP exit layer x output layer on STS-B dev; write heatmap.png, grid.csv and best.yaml."""
+    """Search TP exit layer x output layer on STS-B dev; write heatmap.png, grid.csv and best.yaml.
+
+    The grid sets use_which_plan, tp_exiting_index and output_layer; every other setting is the config's.
+    """
     from ..evaluation import ensure_senteval, tasks_for
 
     with user_errors():
@@ -50,30 +57,22 @@ def sweep(
         check_output_folder(out, "grid.csv")
         tasks = tasks_for("stsb", "dev") + (tasks_for("sts", "test") if then_test else [])
         data = ensure_senteval(data, tasks, progress=not quiet)
+        from ..config import EncoderConfig
         from ..evaluation.pipeline import print_tables, run_evaluation
-        from ..sweep import (format_grid, load_for_sweep, parse_layers, run_sweep, write_best_yaml, write_grid,
-                             write_heatmap)
+        from ..tuning import format_grid, load_for_sweep, parse_layers, run_sweep, write_best_yaml, write_grid, write_heatmap
 
+        config = run_config.encoder_config()
+        if prompt is not None:
+            config = EncoderConfig(**{**config.model_dump(), "prompt_method": prompt})
+        if start is None:  # a vanilla config's indices are placeholders
+            start = config.tp_starting_index if config.use_which_plan == "tp" else 1
         exit_layers = parse_layers(exits) if exits else None
         output_layers = parse_layers(outputs) if outputs else None
-        loaded = load_for_sweep(
-            model, start, exit_layers, output_layers, device=device, dtype=dtype, progress=not quiet
-        )  # kept for --then-test
+        loaded = load_for_sweep(config, start, exit_layers, output_layers, progress=not quiet)  # kept for --then-test
+        settings = config.model_dump(exclude={"model", "prompt_method", *SWEPT})
         result = run_sweep(
-            loaded,
-            prompt,
-            data_dir=data,
-            tp_starting_index=start,
-            exits=exit_layers,
-            outputs=output_layers,
-            limit=limit,
-            use_cache=cache,
-            progress=not quiet,
-            batch_size=batch_size,
-            pst_init=pst_init,
-            seed=seed,
-            device=device,
-            dtype=dtype,
+            loaded, config.prompt_method, data_dir=data, tp_starting_index=start, exits=exit_layers,
+            outputs=output_layers, limit=limit, use_cache=cache, progress=not quiet, **settings,
         )
     typer.echo(format_grid(result))
     with user_errors():

@@ -6,7 +6,7 @@ import os
 from importlib import metadata
 from typing import Any, Literal
 
-from ..config import EncoderConfig
+from ..config import ConfigSource
 from .readers import DEFAULT_TEXT_COLUMN, Columns
 from .run import finish_run, prepare_run
 
@@ -17,7 +17,7 @@ DEFAULT_ROWS_PER_SHARD = 10_000
 def embed_corpus(
     inputs: str | os.PathLike[str] | list[str | os.PathLike[str]],
     output: str | os.PathLike[str],
-    config: str | EncoderConfig | None = None,
+    config: ConfigSource = None,
     *,
     text_column: str = DEFAULT_TEXT_COLUMN,
     id_column: str | None = None,
@@ -34,8 +34,9 @@ def embed_corpus(
     """Embed every row of ``inputs`` into Parquet shards under the folder ``output``; return the manifest.
 
     ``inputs``: files (.txt: one text per line; .jsonl, .csv, .parquet: ``text_column``), folders
-    or globs of them. ``config``: a named config (``tpembed configs``), an :class:`EncoderConfig`
-    or None; ``settings`` override its keys (``batch_size=32``, ``device="cuda"`` ...).
+    or globs of them. ``config``: a named config (``tpembed configs``), a YAML file of them, an
+    :class:`EncoderConfig` or None (the packaged default config, as everywhere: see
+    :func:`tpembed.config.resolve_config`); ``settings`` override its keys (``batch_size=32``, ``device="cuda"`` ...).
 
     Each row gets an id: the ``id_column`` value (default: an ``id`` column where a file has one),
     else ``file:row`` (row counted from 1, a txt file's line number). Rows with no usable text go
@@ -47,7 +48,7 @@ def embed_corpus(
     (or ``RAY_ADDRESS``) or starts a local one. The output is the same as the local engine's.
     """
     from ..integrations._extras import require
-    from ..integrations._shared import resolve_config
+    from ..config import resolve_config
     from ..models import model_num_layers
     from ..levers import check_layers
 
@@ -56,7 +57,7 @@ def embed_corpus(
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    resolved = resolve_config(config, settings)
+    resolved = resolve_config(config, settings).encoder_config()
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     columns = Columns(text=text_column, id=id_column)

@@ -14,21 +14,24 @@ if TYPE_CHECKING:
 
     from sentence_transformers import SentenceTransformer
 
-    from ..config import EncoderConfig
+    from ..config import ConfigSource
     from .mteb import TPEmbedMTEB
 
 
 def to_sentence_transformer(
-    config: str | EncoderConfig | None = None,
+    config: ConfigSource = None,
     *,
     prompts: Mapping[str, str] | None = None,
     **encoder_settings: Any,
 ) -> SentenceTransformer:
     """A ``SentenceTransformer`` whose only module runs tpembed's Encoder (needs ``tpembed[st]``).
 
-    ``config`` is a named config of the shipped YAML (e.g. ``"smollm2-135m-tp"``), an
-    :class:`~tpembed.EncoderConfig`, or None; keywords are Encoder settings (``model=``,
-    ``use_which_plan=`` ...) applied on top. ``prompts`` become the model's named prompts
+    ``config`` is a named config of the shipped YAML (e.g. ``"smollm2-135m-best"``), a YAML file
+    of named configs, an :class:`~tpembed.EncoderConfig`, or None: the packaged default config
+    (:func:`tpembed.config.default_config_name`), as for ``Encoder()`` and every CLI command (a
+    ``model=`` without a config starts from EncoderConfig's defaults instead). Keywords are
+    Encoder settings (``model=``, ``use_which_plan=`` ...) applied on top, by
+    :func:`tpembed.config.resolve_config`. ``prompts`` become the model's named prompts
     (``encode(..., prompt_name=...)``); in this model a prompt is a tpembed template.
     """
     from .sentence_transformers import to_sentence_transformer as build
@@ -37,7 +40,7 @@ def to_sentence_transformer(
 
 
 def mteb_model(
-    config: str | EncoderConfig | None = None,
+    config: ConfigSource = None,
     *,
     templates: Mapping[str, str] | None = None,
     **encoder_settings: Any,

@@ -1,4 +1,5 @@
-"""What both adapters need: settings from a named config, and one Encoder per prompt template."""
+"""What both adapters need: an Encoder for a config source (the one rule of
+:func:`tpembed.config.resolve_config`), and one Encoder per prompt template."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from ..config import EncoderConfig, default_config_path, resolve_run_config
+from ..config import ConfigSource, resolve_config
 from ..encoder import Encoder
 
 # Per-call templates are few in practice (query / document / a task's own); keep a bounded number.
@@ -20,17 +21,16 @@ def portable_source(model: str) -> str:
     return str(path.resolve()) if path.exists() else model
 
 
-def resolve_config(config: str | EncoderConfig | None, settings: dict[str, Any]) -> EncoderConfig:
-    """A named config of the shipped YAML, an EncoderConfig or None (defaults), with ``settings`` on top."""
-    if isinstance(config, str):
-        base = resolve_run_config(default_config_path(), config).encoder_config()
-    elif isinstance(config, EncoderConfig):
-        base = config
-    elif config is None:
-        return EncoderConfig(**settings)
-    else:
-        raise ValueError(f"config must be a config name, an EncoderConfig or None, got {type(config).__name__}")
-    return EncoderConfig(**{**base.model_dump(), **settings}) if settings else base
+def build_encoder(config: ConfigSource, settings: dict[str, Any]) -> Encoder:
+    """An Encoder for ``config`` (a named config, a YAML file, an EncoderConfig, or None: the packaged
+    default config) with ``settings`` on top, resolved by :func:`tpembed.config.resolve_config`.
+
+    The layer settings are checked against the model's config before the weights load.
+    """
+    from ..models import load_checked
+
+    resolved = resolve_config(config, settings).encoder_config()
+    return Encoder(load_checked(resolved, progress=False), config=resolved)
 
 
 class TemplateEncoders:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,11 +42,12 @@ from mteb.abstasks import AbsTask  # noqa: E402
 from mteb.models.abs_encoder import AbsEncoder, get_prompt_name  # noqa: E402
 from mteb.models.model_meta import ModelMeta, ScoringFunction  # noqa: E402
 
-from ..config import EncoderConfig  # noqa: E402
+from ..config import ConfigSource, EncoderConfig, vector_settings  # noqa: E402
 from ..encoder import Encoder  # noqa: E402
 from ..evaluation.report import box_table  # noqa: E402
+from ..identity import encoder_identity  # noqa: E402
 from ..prompts import custom_prompt  # noqa: E402
-from ._shared import TemplateEncoders, portable_source, resolve_config  # noqa: E402
+from ._shared import TemplateEncoders, build_encoder, portable_source  # noqa: E402
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,10 +64,6 @@ CITATION = """@inproceedings{fu-etal-2025-token,
   pages = {3168--3181},
   url = {https://aclanthology.org/2025.acl-long.159/}
 }"""
-
-# Settings that do not change a vector (batching, placement, the prefix cache's 1e-4 equality):
-# they go to the loader, not into the experiment name that keys MTEB's result folders.
-_RUN_SETTINGS = ("model", "device", "batch_size", "max_batch_tokens", "prefix_cache")
 
 
 def _meta_name(model: str) -> str:
@@ -84,15 +82,20 @@ def _local_revision(model: str) -> str:
 
 
 def _experiment(encoder: Encoder, templates: Mapping[str, str]) -> dict[str, Any]:
-    """Every setting that changes a vector (so different configs never share MTEB results)."""
-    config = encoder.config.model_dump(exclude=set(_RUN_SETTINGS))
-    if not encoder.use_tp:
-        for key in ("tp_starting_index", "tp_exiting_index", "pst_init", "seed"):
-            config.pop(key)
-    config["dtype"] = str(encoder.loaded.model.dtype).removeprefix("torch.")
-    config["templates"] = dict(templates)
-    # unset values are left out, as ModelMeta.load_model() leaves them out: the names then agree
-    return {k: v for k, v in config.items() if v is not None and v != {}}
+    """What keys MTEB's result folders: the Encoder's identity (the weights and every setting that
+    changes a vector, :func:`tpembed.identity.encoder_identity`) and the per-task templates.
+
+    Settings that change no vector (batching, device index, the prefix cache) are not in it, so
+    they share results. An in-memory model without a stable identity is keyed by its settings.
+    """
+    identity = encoder_identity(encoder)
+    if identity is None:
+        settings = encoder.config.model_dump(include=set(vector_settings()) - {"model"})
+        identity = {"settings": {k: v for k, v in settings.items() if v is not None}}
+    experiment: dict[str, Any] = {"identity": identity}
+    if templates:
+        experiment["templates"] = dict(templates)
+    return experiment
 
 
 def build_model_meta(encoder: Encoder, templates: Mapping[str, str]) -> ModelMeta:
@@ -106,7 +109,8 @@ def build_model_meta(encoder: Encoder, templates: Mapping[str, str]) -> ModelMet
     frameworks = ["PyTorch", "Transformers"] + (["GGUF"] if "sha256" in identity else [])
     return ModelMeta(
         loader=load_tpembed_model,
-        loader_kwargs={k: getattr(config, k) for k in _RUN_SETTINGS} | {"model": portable_source(source)},
+        # every setting (vector ones and free ones): the loader rebuilds the Encoder from them
+        loader_kwargs=config.model_dump() | {"model": portable_source(source)},
         name=_meta_name(source),
         revision=revision,
         release_date=None,
@@ -188,13 +192,13 @@ class TPEmbedMTEB(AbsEncoder):
 
 
 def mteb_model(
-    config: str | EncoderConfig | None = None,
+    config: ConfigSource = None,
     *,
     templates: Mapping[str, str] | None = None,
     **encoder_settings: Any,
 ) -> TPEmbedMTEB:
     """See :func:`tpembed.mteb_model`."""
-    return TPEmbedMTEB(Encoder(config=resolve_config(config, encoder_settings)), templates)
+    return TPEmbedMTEB(build_encoder(config, encoder_settings), templates)
 
 
 def load_tpembed_model(
@@ -203,12 +207,27 @@ def load_tpembed_model(
     device: str | None = None,
     *,
     templates: Mapping[str, str] | None = None,
+    identity: Mapping[str, Any] | None = None,
     **settings: Any,
 ) -> TPEmbedMTEB:
-    """``ModelMeta.loader``: rebuild the model from the settings kept in its meta."""
+    """``ModelMeta.loader``: rebuild the model from the settings kept in its meta.
+
+    ``identity`` (from the meta's experiment) is compared with the rebuilt Encoder's: a warning
+    says when the vectors will not be those the meta's results were computed with.
+    """
     if device is not None:
         settings["device"] = device
-    return mteb_model(None, templates=templates, **settings)
+    model = mteb_model(EncoderConfig(**settings), templates=templates)
+    now = _experiment(model.model, {})["identity"]
+    if identity is not None and dict(identity) != now:
+        changed = sorted(k for k in set(identity) | set(now) if identity.get(k) != now.get(k))
+        warnings.warn(
+            f"{model_name}: the rebuilt model's identity differs from its meta's in {', '.join(changed)}; "
+            "its embeddings will not match the results kept under that meta",
+            UserWarning,
+            stacklevel=2,
+        )
+    return model
 
 
 def resolve_task(name: str | AbsTask) -> AbsTask:

@@ -5,7 +5,8 @@ whose ``encode`` returns ``Encoder.encode``'s vectors (equal up to batch composi
 module receives the raw texts, the Encoder renders the prompt, applies Token Prepending, stops at
 the output layer and returns the last-token states as ``sentence_embedding``.
 
-Saving writes ``tpembed_config.json`` (the Encoder settings and the identity of the weights), not
+Saving writes ``tpembed_config.json`` (the Encoder settings and the Encoder's identity: the
+weights and every setting that changes a vector, :func:`tpembed.identity.encoder_identity`), not
 the weights: they are referenced by their source (packaged name, .gguf path, HF folder or hub id)
 and loaded from it again. ``modules.json`` then names this class, which lives outside the
 sentence_transformers package, so sentence-transformers 6 imports it only with
@@ -28,19 +29,17 @@ from sentence_transformers import SentenceTransformer  # noqa: E402
 from sentence_transformers.base.modules import InputModule  # noqa: E402
 
 from .. import __version__  # noqa: E402
-from ..config import EncoderConfig  # noqa: E402
+from ..config import ConfigSource, EncoderConfig  # noqa: E402
 from ..encoder import Encoder  # noqa: E402
-from ._shared import TemplateEncoders, portable_source, resolve_config  # noqa: E402
-
-# The identity fields that pin the weights a saved model was built on.
-_WEIGHT_KEYS = ("sha256", "revision")
+from ..identity import encoder_identity  # noqa: E402
+from ._shared import TemplateEncoders, build_encoder, portable_source  # noqa: E402
 
 
 class TPEmbed(InputModule):
     """A sentence-transformers input module that embeds texts with a tpembed :class:`~tpembed.Encoder`.
 
-    ``config`` is a named config, an :class:`~tpembed.EncoderConfig` or None, ``settings`` are
-    Encoder keywords on top; or pass a ready ``encoder``. The module tokenises nothing itself: ``preprocess`` checks
+    ``config`` is a named config, a YAML file of them, an :class:`~tpembed.EncoderConfig` or None
+    (the packaged default config), ``settings`` are Encoder keywords on top; or pass a ready ``encoder``. The module tokenises nothing itself: ``preprocess`` checks
     the texts and the prompt, ``forward`` calls ``Encoder.encode`` on the batch.
 
     A ``prompt`` (or ``prompt_name``) given to ``SentenceTransformer.encode`` is a tpembed template
@@ -55,7 +54,7 @@ class TPEmbed(InputModule):
 
     def __init__(
         self,
-        config: str | EncoderConfig | None = None,
+        config: ConfigSource = None,
         *,
         encoder: Encoder | None = None,
         **settings: Any,
@@ -63,7 +62,7 @@ class TPEmbed(InputModule):
         super().__init__()
         if encoder is not None and (config is not None or settings):
             raise ValueError("pass either a ready encoder or settings, not both")
-        self._set_encoder(encoder if encoder is not None else Encoder(config=resolve_config(config, settings)))
+        self._set_encoder(encoder if encoder is not None else build_encoder(config, settings))
 
     def _set_encoder(self, encoder: Encoder) -> None:
         self._encoders = TemplateEncoders(encoder)
@@ -119,9 +118,7 @@ class TPEmbed(InputModule):
     def get_config_dict(self) -> dict[str, Any]:
         settings = self.encoder.config.model_dump()
         settings["model"] = portable_source(settings["model"])
-        identity = self.encoder.loaded.identity
-        weights = {k: identity[k] for k in _WEIGHT_KEYS if identity.get(k) is not None}
-        return {"tpembed_version": __version__, "settings": settings, "weights": weights}
+        return {"tpembed_version": __version__, "settings": settings, "identity": encoder_identity(self.encoder)}
 
     def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
         """Write ``tpembed_config.json``; the weights stay where their source points."""
@@ -154,18 +151,24 @@ class TPEmbed(InputModule):
         )
         if "settings" not in saved:
             raise ValueError(f"{model_name_or_path} has no readable {cls.config_file_name} with tpembed settings")
-        module = cls(EncoderConfig(**{**saved["settings"], **dict(model_kwargs or {})}))
-        module._check_weights(saved.get("weights") or {}, model_name_or_path)
+        model_kwargs = dict(model_kwargs or {})
+        module = cls(EncoderConfig(**{**saved["settings"], **model_kwargs}))
+        if saved.get("identity"):
+            # settings changed on purpose through model_kwargs change the identity: then only the weights count
+            module._check_identity(saved["identity"], model_name_or_path, only=("model",) if model_kwargs else None)
         return module
 
-    def _check_weights(self, saved: Mapping[str, Any], where: str) -> None:
-        """Warn when the weights behind the source are not the ones the model was saved with."""
-        identity = self.encoder.loaded.identity
-        changed = {k: (v, identity.get(k)) for k, v in saved.items() if identity.get(k) != v}
+    def _check_identity(self, saved: Mapping[str, Any], where: str, only: Sequence[str] | None = None) -> None:
+        """Warn when the weights (or a vector-changing setting, such as the device type) are not
+        the ones the model was saved with: the embeddings will differ."""
+        now = encoder_identity(self.encoder) or {}
+        keys = sorted(set(saved) | set(now)) if only is None else list(only)
+        changed = {k: (saved.get(k), now.get(k)) for k in keys if saved.get(k) != now.get(k)}
         if changed:
             detail = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+            what = "weights" if "model" in changed else "identity"
             warnings.warn(
-                f"the weights of {self.encoder.config.model!r} changed since {where} was saved ({detail}): "
+                f"the {what} of {self.encoder.config.model!r} changed since {where} was saved ({detail}): "
                 "embeddings will not match those made with the saved model",
                 UserWarning,
                 stacklevel=3,
@@ -176,7 +179,7 @@ class TPEmbed(InputModule):
 
 
 def to_sentence_transformer(
-    config: str | EncoderConfig | None = None,
+    config: ConfigSource = None,
     *,
     prompts: Mapping[str, str] | None = None,
     **encoder_settings: Any,
@@ -186,7 +189,7 @@ def to_sentence_transformer(
     Similarity is cosine, as in the paper; embeddings are returned unnormalised unless
     ``encode(..., normalize_embeddings=True)``, as in sentence-transformers.
     """
-    module = TPEmbed(resolve_config(config, encoder_settings))
+    module = TPEmbed(config, **encoder_settings)
     return SentenceTransformer(
         modules=[module],
         device=str(module.encoder.loaded.device),

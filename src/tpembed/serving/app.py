@@ -214,8 +214,17 @@ def create_app(
 
     @app.get("/v1/models", dependencies=[Depends(check_key)])
     async def models() -> Response:
-        """The served config names (what ``model`` may be)."""
-        data = [{"id": name, "object": "model", "created": created, "owned_by": "tpembed"} for name in served.configs]
+        """The served config names (what ``model`` may be), with each one's identity once loaded.
+
+        ``identity`` is the digest of :func:`tpembed.identity.encoder_identity` (the weights and
+        every setting that changes a vector): two names with the same identity give the same
+        vectors. It is null while loading and for a model without a stable identity.
+        """
+        data = [
+            {"id": name, "object": "model", "created": created, "owned_by": "tpembed",
+             "identity": served.identities.get(name)}
+            for name in served.configs
+        ]
         return _json({"object": "list", "data": data})
 
     @app.get("/health")

@@ -61,6 +61,8 @@ class ServedModels:
         self.error: str | None = None
         self.workers: dict[str, ModelWorker] = {}  # served name -> its model's worker
         self.dimensions: dict[str, int] = {}
+        # served name -> identity digest (tpembed.identity) once loaded; None: no stable identity
+        self.identities: dict[str, str | None] = {}
         self._all_workers: list[ModelWorker] = []
         self._thread: threading.Thread | None = None
 
@@ -78,6 +80,7 @@ class ServedModels:
 
     def _load_all(self) -> None:
         from ..encoder import Encoder
+        from ..identity import encoder_identity, identity_digest
 
         groups: dict[tuple[str, str, str], dict[str, EncoderConfig]] = {}
         for name, config in self.configs.items():
@@ -91,6 +94,8 @@ class ServedModels:
                 self._all_workers.append(worker)
                 for name, encoder in encoders.items():
                     self.dimensions[name] = encoder.embedding_dim
+                    identity = encoder_identity(encoder)
+                    self.identities[name] = identity_digest(identity) if identity is not None else None
                     self.workers[name] = worker
                 log.info("loaded %s for %s", loaded.identity.get("name", "model"), ", ".join(encoders))
         except Exception as err:  # noqa: BLE001  (reported by /health and on_error, not lost in a thread)
