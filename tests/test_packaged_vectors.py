@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tpembed import Encoder, load_model
 
-from reference.sentences import packaged_configs, reference_sentences
+from reference.sentences import REFERENCE_THREADS, packaged_configs, reference_sentences
 
 pytestmark = pytest.mark.packaged
 
@@ -28,6 +29,15 @@ def reference():
 @pytest.fixture(scope="module")
 def models():
     return {}
+
+
+@pytest.fixture(autouse=True)
+def reference_threads():
+    """The reference's thread count (earlier tests may leave torch with another): same sums, same order."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(REFERENCE_THREADS)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_the_reference_covers_every_packaged_named_config(reference):

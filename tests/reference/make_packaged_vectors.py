@@ -16,12 +16,15 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[0]))
 
-from reference.sentences import packaged_configs, reference_sentences  # noqa: E402
+from reference.sentences import REFERENCE_THREADS, packaged_configs, reference_sentences  # noqa: E402
 
 
 def main() -> None:
+    import torch
+
     from tpembed import Encoder, load_model
 
+    torch.set_num_threads(REFERENCE_THREADS)
     sentences = reference_sentences()
     out: dict[str, np.ndarray] = {"sentences": np.array(sentences)}
     loaded = {}
