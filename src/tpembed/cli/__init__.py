@@ -4,6 +4,6 @@ Each command is one module here; importing them registers them on :data:`app`.
 """
 
 from ._app import app
-from . import configs, data, embed, encode, evaluate, mteb, search, serve, sweep  # noqa: E402,F401  (register the commands)
+from . import compare, configs, data, embed, encode, evaluate, mteb, search, serve, sweep  # noqa: E402,F401  (register the commands)
 
 __all__ = ["app"]

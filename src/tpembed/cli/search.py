@@ -41,6 +41,16 @@ def search(
     subsample: Annotated[
         Optional[int], typer.Option("--subsample", min=2, help="score on N evenly spaced dev pairs (early looks)")
     ] = None,
+    adopt_if_ci: Annotated[
+        bool,
+        typer.Option(
+            "--adopt-if-ci-above-zero",
+            help="adopt a change only when its dev gain's 95% paired bootstrap CI lies above 0 (default: any gain)",
+        ),
+    ] = False,
+    ci_resamples: Annotated[
+        int, typer.Option("--ci-resamples", min=1, help="bootstrap resamples for each step's gain CI")
+    ] = 1000,
     ablate: Annotated[bool, typer.Option("--ablate", help="also score the recipe minus each lever, and time it")] = False,
     time_sentences: Annotated[int, typer.Option("--time-sentences", min=1, help="sentences for the time ratio")] = 256,
     out: Annotated[Path, typer.Option("--out", help="folder for grid.csv, ranked.csv, search.json, best.yaml")] = Path(
@@ -84,13 +94,15 @@ def search(
         loaded = load_for_search(config, space, progress=not quiet)
         settings = config.model_dump(exclude={"model", "cp_mode", *SEARCHED})
         result = run_search(loaded, space, data_dir=data, rounds=rounds, limit=limit, subsample=subsample,
-                            use_cache=cache, progress=not quiet, **settings)
+                            use_cache=cache, progress=not quiet, require_ci=adopt_if_ci, ci_resamples=ci_resamples,
+                            **settings)
         paths = write_outputs(result, out, name)
     typer.echo(format_ranked(result))
     typer.echo(
         f"best on STS-B dev ({result.n_pairs} pairs): {result.best_score:.2f}  {result.best.label()}\n"
         f"{len(result.evaluations)} evaluations, {result.rows_encoded} rows encoded over {result.n_sentences} "
         f"sentences (the rest from memory or the cache); {result.seconds:.1f} s\n"
+        f"{_adoptions(result)}\n"
         f"wrote {', '.join(str(p) for p in paths.values())}"
     )
     if ablate:
@@ -108,6 +120,18 @@ def search(
                      f"(repeats: {', '.join(f'{r:.2f}' for r in ratios)})")
         (out / "ablation.md").write_text("\n".join(lines) + "\n")
         typer.echo("\n".join(lines))
+
+
+def _adoptions(result: Any) -> str:
+    """One line: how many changes were adopted, and (with the CI rule) how many better scores it refused."""
+    steps = [e for e in result.evaluations if e.gain is not None]
+    adopted = sum(e.adopted for e in steps)
+    refused = sum(1 for e in steps if e.gain > 0 and not e.adopted)
+    rule = ("only gains whose 95% CI is above 0" if result.require_ci else "any gain")
+    line = f"adopted {adopted} change(s) ({rule})"
+    if result.require_ci:
+        line += f"; refused {refused} higher-scoring change(s) whose CI includes 0"
+    return line + "; gains and CIs in grid.csv"
 
 
 def _cell(text: str) -> str:

@@ -26,6 +26,8 @@ _EXPORTS = {
     **dict.fromkeys(["evaluate", "task_sentences"], ".runner"),
     **dict.fromkeys(["evaluate_sts", "score_sts", "summarize"], ".sts"),
     **dict.fromkeys(["C_GRID", "C_GRID_KFOLD", "evaluate_transfer", "score_transfer"], ".transfer"),
+    **dict.fromkeys(["Interval", "PairedBootstrap", "bootstrap_sts", "paired_bootstrap", "task_pairs"], ".bootstrap"),
+    **dict.fromkeys(["System", "compare_systems", "load_result", "load_systems", "write_comparison"], ".compare"),
 }
 
 __all__ = sorted(_EXPORTS)
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
     from .runner import evaluate, task_sentences
     from .sts import evaluate_sts, score_sts, summarize
     from .transfer import C_GRID, C_GRID_KFOLD, evaluate_transfer, score_transfer
+    from .bootstrap import Interval, PairedBootstrap, bootstrap_sts, paired_bootstrap, task_pairs
+    from .compare import System, compare_systems, load_result, load_systems, write_comparison
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

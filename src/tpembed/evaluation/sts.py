@@ -72,11 +72,15 @@ def score_sts(data: STSData, lookup: Lookup) -> dict:
     """Score one loaded STS task with precomputed embeddings.
 
     ``score`` is Spearman x100: the pooled ``all`` value for STS12-16 and the single
-    split's value for STS-B / SICK-R.
+    split's value for STS-B / SICK-R. ``pairs`` keeps, per subset, every pair's cosine and gold
+    score (``{"cosine": array, "gold": array}``, in file order) for confidence intervals
+    (:mod:`tpembed.evaluation.bootstrap`); result JSONs carry them, so intervals need no re-encoding.
     """
     pairs = {name: (cosine_rows(lookup(s.sent1), lookup(s.sent2)), s.gold)
              for name, s in data.subsets.items()}
     res = summarize(pairs)
+    res["pairs"] = {name: {"cosine": sims, "gold": np.asarray(gold, dtype=np.float64)}
+                    for name, (sims, gold) in pairs.items()}
     res["score"] = res["spearman"]["all"]
     res["task"] = data.spec.name
     res["protocol"] = data.spec.protocol
@@ -88,7 +92,7 @@ def evaluate_sts(task: str | TaskSpec, data_dir: str | os.PathLike[str] | None,
     """Load ``task``, encode its distinct sentences in one call, and score it.
 
     Returns ``{"score", "spearman": {all, mean, wmean}, "pearson": {...},
-    "subsets": {name: {spearman, pearson, n}}, "n_pairs", ...}``; scores are x100.
+    "subsets": {name: {spearman, pearson, n}}, "n_pairs", "pairs", ...}``; scores are x100.
     ``limit=N`` keeps the first N scored pairs per subset.
     """
     spec = get_spec(task)

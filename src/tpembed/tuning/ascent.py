@@ -7,6 +7,11 @@ and repeat for ``rounds`` or until a round changes nothing. The :class:`DevScore
 pass is spent only on a new row, ensembles and layer windows are combined from rows already run,
 and rows go through the embedding cache. ``subsample`` scores on evenly spaced dev pairs (every
 genre), for early looks. Never touches a test set.
+
+Every step records its dev gain over the current candidate and that gain's 95% paired bootstrap
+interval over the dev pairs (:mod:`tpembed.evaluation.bootstrap`: both candidates scored on the same
+resamples). With ``require_ci`` a change is adopted only when the interval's lower bound is above 0
+(a gain the pairs support, not one noise could give); by default any gain is adopted, as before.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import os
 import time
 from dataclasses import dataclass, replace
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from ..config import EncoderConfig, RunConfig
+from ..evaluation.bootstrap import DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, PairedBootstrap
 from ..models import LoadedModel
 from .candidate import Candidate
 from .layers import ANY_MODEL, output_layers
@@ -35,6 +42,10 @@ class Evaluation:
     axis: str
     candidate: Candidate
     spearman: float
+    gain: float | None = None  # spearman minus the current candidate's (when this one was tried)
+    ci_low: float | None = None  # the gain's paired bootstrap interval on the dev pairs
+    ci_high: float | None = None
+    adopted: bool = False  # this candidate became the current one
 
 
 @dataclass
@@ -51,6 +62,8 @@ class SearchResult:
     rows_encoded: int
     seconds: float
     base_settings: dict[str, object]
+    require_ci: bool = False  # adopted only changes whose gain's CI lower bound is above 0
+    ci: dict[str, object] | None = None  # the intervals' settings: resamples, seed, level
 
     def ranked(self) -> list[Evaluation]:
         """Distinct candidates, best first."""
@@ -64,24 +77,60 @@ class SearchResult:
         return (candidate or self.best).run_config(self.base_settings)
 
 
+class _GainCI:
+    """Paired bootstrap intervals of score gains on the scorer's dev pairs (resamples drawn once)."""
+
+    def __init__(self, scorer: DevScorer, n_resamples: int, seed: int, level: float) -> None:
+        gold = {name: subset.gold for name, subset in scorer.data.subsets.items()}
+        self.scorer = scorer
+        self.boot = PairedBootstrap(gold, n_resamples, seed, key="search", level=level)
+        self._samples: dict[Candidate, np.ndarray] = {}
+
+    def _resampled(self, candidate: Candidate) -> np.ndarray:
+        if candidate not in self._samples:
+            self._samples[candidate] = self.boot.resamples(self.scorer.similarities(candidate))
+        return self._samples[candidate]
+
+    def gain(self, candidate: Candidate, current: Candidate) -> tuple[float, float]:
+        """The (low, high) interval of ``score(candidate) - score(current)``."""
+        if candidate == current:
+            return 0.0, 0.0
+        diff = self._resampled(candidate) - self._resampled(current)
+        iv = self.boot.interval(0.0, diff)
+        return iv.low, iv.high
+
+
 def coordinate_ascent(
-    scorer: DevScorer, space: SearchSpace, rounds: int = 2, progress: bool = True
+    scorer: DevScorer, space: SearchSpace, rounds: int = 2, progress: bool = True, *, require_ci: bool = False,
+    ci_resamples: int = DEFAULT_RESAMPLES, ci_seed: int = DEFAULT_SEED, ci_level: float = DEFAULT_LEVEL,
 ) -> tuple[Candidate, float, list[Evaluation]]:
-    """The search itself (see the module docstring); returns the best candidate, its score and the trace."""
+    """The search itself (see the module docstring); returns the best candidate, its score and the trace.
+
+    Each evaluation records its gain over the current candidate and the gain's paired bootstrap
+    interval (``ci_resamples`` resamples of the dev pairs, ``ci_seed``). A better score is adopted;
+    with ``require_ci`` only when the interval's lower bound is above 0 as well.
+    """
     start = space.start()
     trace: list[Evaluation] = []
+    ci = _GainCI(scorer, ci_resamples, ci_seed, ci_level)
 
-    def visit(candidate: Candidate, rnd: int, axis: str) -> float:
+    def visit(candidate: Candidate, rnd: int, axis: str, current: Candidate | None, best: float) -> bool:
+        """Score ``candidate``, record it, and say whether it replaces ``current``."""
         score = scorer.score(candidate)
-        trace.append(Evaluation(len(trace), rnd, axis, candidate, score))
-        return score
+        if current is None:  # the starting point
+            trace.append(Evaluation(len(trace), rnd, axis, candidate, score, adopted=True))
+            return True
+        low, high = ci.gain(candidate, current)
+        adopt = score > best and (not require_ci or bool(low > 0))
+        trace.append(Evaluation(len(trace), rnd, axis, candidate, score, score - best, low, high, adopt))
+        return adopt
 
     # the start row's best single output layer (free: one row gives them all)
-    current, best = start, visit(start, 0, "start")
+    visit(start, 0, "start", None, float("nan"))
+    current, best = start, scorer.score(start)
     for candidate in [start.replace(output_layer=layer) for layer in space.outputs]:
-        score = visit(candidate, 0, "start")
-        if score > best:
-            current, best = candidate, score
+        if visit(candidate, 0, "start", current, best):
+            current, best = candidate, scorer.score(candidate)
     bar = tqdm(total=rounds * len(AXES), desc="search", unit="axis", disable=not progress)
     for rnd in range(1, rounds + 1):
         changed = False
@@ -89,9 +138,8 @@ def coordinate_ascent(
             bar.set_postfix_str(f"round {rnd}, {axis}: {best:.2f}")
             for option in space.options(axis, current):
                 candidate = current.replace(**option)
-                score = visit(candidate, rnd, axis)
-                if score > best:
-                    current, best, changed = candidate, score, True
+                if visit(candidate, rnd, axis, current, best):
+                    current, best, changed = candidate, scorer.score(candidate), True
             bar.update(1)
         if not changed:
             break
@@ -118,11 +166,16 @@ def run_search(
     subsample: int | None = None,
     use_cache: bool = True,
     progress: bool = True,
+    require_ci: bool = False,
+    ci_resamples: int = DEFAULT_RESAMPLES,
+    ci_seed: int = DEFAULT_SEED,
     **settings: object,
 ) -> SearchResult:
     """Coordinate ascent on STS-B dev for ``model``; ``settings`` are further EncoderConfig fields.
 
     ``space.outputs`` may count from the end and defaults to the upper half of the model's layers.
+    Every step records its gain's paired bootstrap CI on the dev pairs; ``require_ci`` adopts a
+    change only when that CI's lower bound is above 0.
     """
     t0 = time.perf_counter()
     name = str(model.identity.get("name", "in-memory model"))
@@ -131,7 +184,8 @@ def run_search(
     check_space(space, model.num_layers, name)
     data = dev_data(data_dir, limit, subsample, progress=progress)
     scorer = DevScorer(model, data, space.outputs, base, use_cache=use_cache, progress=progress)
-    best, best_score, trace = coordinate_ascent(scorer, space, rounds, progress)
+    best, best_score, trace = coordinate_ascent(scorer, space, rounds, progress, require_ci=require_ci,
+                                                ci_resamples=ci_resamples, ci_seed=ci_seed)
     return SearchResult(
         model=name,
         space=space,
@@ -143,4 +197,6 @@ def run_search(
         rows_encoded=scorer.rows_encoded,
         seconds=time.perf_counter() - t0,
         base_settings=base,
+        require_ci=require_ci,
+        ci={"resamples": ci_resamples, "seed": ci_seed, "level": DEFAULT_LEVEL},
     )

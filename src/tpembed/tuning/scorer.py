@@ -132,6 +132,7 @@ class DevScorer:
         self._rows: OrderedDict[tuple[tuple[str, Any], ...], dict[int, np.ndarray]] = OrderedDict()
         self._max_rows = max_rows_in_memory
         self._scores: dict[Candidate, float] = {}
+        self._similarities: dict[Candidate, dict[str, np.ndarray]] = {}  # per subset, for confidence intervals
         self.rows_encoded = 0  # rows that needed the model (the rest came from memory or the cache)
         self.forward_calls = 0  # model forward calls (batches) those rows made
 
@@ -166,5 +167,12 @@ class DevScorer:
             vectors = self.vectors(candidate)
             # the table ``evaluate`` builds (non-finite rows handled as eval handles them)
             table = encode_unique(self.sentences, lambda _: vectors)
-            self._scores[candidate] = float(score_sts(self.data, table)["score"])
+            res = score_sts(self.data, table)
+            self._scores[candidate] = float(res["score"])
+            self._similarities[candidate] = {k: v["cosine"] for k, v in res["pairs"].items()}
         return self._scores[candidate]
+
+    def similarities(self, candidate: Candidate) -> dict[str, np.ndarray]:
+        """The candidate's cosine similarity of every dev pair, per subset (what :meth:`score` ranks)."""
+        self.score(candidate)
+        return self._similarities[candidate]
