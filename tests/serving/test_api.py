@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+import socket
 import threading
 
 import httpx
@@ -141,7 +143,11 @@ def test_a_failed_load_keeps_health_at_503_with_the_reason(tiny_app_factory):
     with running(tiny_app_factory(loader=broken_loader)) as server:
         assert not server.served.wait_loaded(timeout=30)
         health = httpx.get(f"{server.url}/health")
-        assert health.status_code == 503 and "no such model file" in health.json()["error"]
+        assert health.status_code == 503 and health.json()["status"] == "failed"
+        error = health.json()["error"]  # OpenAI's error object: the reason is its message
+        assert "no such model file" in error["message"] and error["code"] == "load_failed", error
+        refused = post(server, {"model": "tiny", "input": "x"})
+        assert refused.status_code == 503 and "no such model file" in refused.json()["error"]["message"]
 
 
 def test_full_queue_answers_503_with_retry_after(tiny_app_factory):
@@ -170,25 +176,52 @@ def test_full_queue_answers_503_with_retry_after(tiny_app_factory):
         assert metric(text, "tpembed_requests_total", {"status": "200"}) == 2
 
 
-def test_a_client_that_disconnects_has_its_sentences_dropped(tiny_app_factory):
+def _raw_post(url: str, body: dict) -> socket.socket:
+    """Send one embeddings request on a socket of our own and leave it open (closing it: the client is gone)."""
+    host, port = url.removeprefix("http://").split(":")
+    payload = json.dumps(body).encode()
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    sock.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (host.encode(), len(payload), payload))
+    return sock
+
+
+def test_clients_that_disconnect_while_queued_leave_no_work_behind(tiny_app_factory):
     with running(tiny_app_factory(max_wait_ms=0)) as server:
         server.wait_loaded()
         worker = server.served.workers["tiny"]
         lock = next(iter(worker.encoders.values())).loaded.lock
-        done = {}
-        with lock:
-            first = threading.Thread(target=lambda: done.setdefault("a", post(server, {"model": "tiny", "input": "a"})))
-            first.start()
+        stayers: dict[int, httpx.Response] = {}
+        stay = [["stay", str(i)] for i in range(4)]
+        threads = [
+            threading.Thread(target=lambda i=i: stayers.setdefault(i, post(server, {"model": "tiny", "input": stay[i]})))
+            for i in range(len(stay))
+        ]
+        with lock:  # the worker blocks on the model: everything else queues behind the first request
+            threads[0].start()
             wait_until(lambda: worker.running == 1, what="the first request to be taken")
-            with pytest.raises(httpx.ReadTimeout):  # this client gives up while its request waits
-                httpx.post(f"{server.url}/v1/embeddings", json={"model": "tiny", "input": ["x", "y", "z"]}, timeout=0.5)
-            wait_until(lambda: worker.waiting == 1 and worker._queue[0].future.cancelled(), what="the cancel")
-        first.join(30)
-        assert done["a"].status_code == 200
-        wait_until(lambda: worker.waiting == 0, what="the queue to empty")
+            quitters = [_raw_post(server.url, {"model": "tiny-tp" if i % 2 else "tiny", "input": ["x", "y", "z"]})
+                        for i in range(8)]
+            for t in threads[1:]:
+                t.start()
+            wait_until(lambda: worker.waiting == 8 + 3, what="every request to queue")
+            for sock in quitters:
+                sock.close()  # these clients give up while their requests wait
+            # the queue forgets them at once, while the model is still busy: no work is left behind
+            wait_until(lambda: worker.waiting == 3, what="the abandoned requests to leave the queue")
+            text = httpx.get(f"{server.url}/metrics").text
+            assert metric(text, "tpembed_queue_depth") == 3
+            assert metric(text, "tpembed_dropped_sentences_total") == 8 * 3
+        for t in threads:
+            t.join(30)
+        assert [stayers[i].status_code for i in range(len(stay))] == [200] * len(stay)
+        wait_until(lambda: worker.waiting == 0 and worker.running == 0, what="the worker to be idle")
         text = httpx.get(f"{server.url}/metrics").text
-        assert metric(text, "tpembed_dropped_sentences_total") == 3
-        assert metric(text, "tpembed_sentences_total", {"model": "tiny"}) == 1  # the dropped three never ran
+        assert metric(text, "tpembed_queue_depth") == 0
+        # the dropped sentences never ran: only the clients that stayed were encoded
+        assert metric(text, "tpembed_sentences_total", {"model": "tiny"}) == sum(map(len, stay))
+        assert metric(text, "tpembed_sentences_total", {"model": "tiny-tp"}) == 0
+        assert metric(text, "tpembed_requests_total", {"status": "499"}) == 8
 
 
 def test_metrics_count_requests_sentences_tokens_and_batches(tiny_app_factory, tiny_reference):

@@ -42,12 +42,20 @@ def serve(
     max_input_chars: Annotated[
         int, typer.Option("--max-input-chars", min=1, help="characters in one input (more: 413)")
     ] = 100_000,
+    max_body_mb: Annotated[
+        float, typer.Option("--max-body-mb", min=0.001, help="MiB in one request body (more: 413, never read)")
+    ] = 32.0,
+    shutdown_timeout: Annotated[
+        float, typer.Option("--shutdown-timeout", min=0, help="seconds SIGTERM waits for the requests in flight (0: no limit)")
+    ] = 60.0,
     run_configs: dict[str, Any] | None = None,
 ) -> None:
     """Serve embeddings over HTTP with OpenAI's API (/v1/embeddings, /v1/models, /health, /metrics).
 
     Several named configs of one model share one copy of its weights. Ctrl-C or SIGTERM stops it
-    gracefully (requests in flight are finished first).
+    gracefully (requests in flight are finished first, for at most --shutdown-timeout seconds).
+    A model that fails to load or a model worker that dies stops it with exit status 2, so that a
+    supervisor restarts it.
     """
     with user_errors():
         configs = {name: c.encoder_config() for name, c in (run_configs or {}).items()}
@@ -67,7 +75,7 @@ def serve(
 
     server: uvicorn.Server | None = None
 
-    def stop_on_load_error(err: BaseException) -> None:
+    def stop_on_error(err: BaseException) -> None:  # a failed load or a dead worker
         if server is not None:
             server.should_exit = True
 
@@ -79,19 +87,23 @@ def serve(
         max_queue=max_queue,
         max_inputs_per_request=max_inputs_per_request,
         max_input_chars=max_input_chars,
+        max_body_bytes=int(max_body_mb * 2**20),
+        shutdown_timeout=shutdown_timeout or None,
         loader=lambda c: load_checked(c, progress=True),
-        on_load_error=stop_on_load_error,
+        on_load_error=stop_on_error,
     )
     access = "API key required" if api_key else "open: no API key (set --api-key or $TPEMBED_API_KEY)"
     typer.echo(f"serving {', '.join(configs)} on http://{host}:{port}/v1 ({access}); loading...", err=True)
-    server = uvicorn.Server(uvicorn.Config(application, host=host, port=port, timeout_graceful_shutdown=60))
+    server = uvicorn.Server(
+        uvicorn.Config(application, host=host, port=port, timeout_graceful_shutdown=shutdown_timeout or None)
+    )
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler it found: make that
     # one a no-op, so a clean stop exits 0 (as process managers expect) instead of dying by the signal
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     server.run()
     served = application.state.served
     if served.state == "failed":
-        fail(f"loading failed: {served.error}")
+        fail(served.error if served.worker_died else f"loading failed: {served.error}")
     if not server.started:
         raise typer.Exit(1)  # uvicorn has said why (port in use, ...)
 

@@ -26,9 +26,11 @@ class ApiError(Exception):
         *,
         param: str | None = None,
         code: str | None = None,
+        kind: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
+        self.kind = kind
         self.status = status
         self.message = message
         self.param = param
@@ -37,10 +39,12 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         """The JSON body OpenAI's servers and clients use."""
-        return error_body(self.status, self.message, param=self.param, code=self.code)
+        return error_body(self.status, self.message, param=self.param, code=self.code, kind=self.kind)
 
 
-def error_body(status: int, message: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    """``{"error": {...}}`` for an HTTP status."""
-    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+def error_body(
+    status: int, message: str, *, param: str | None = None, code: str | None = None, kind: str | None = None
+) -> dict[str, Any]:
+    """``{"error": {...}}`` for an HTTP status (``kind``: the ``type``, when not the status's usual one)."""
+    kind = kind or _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}

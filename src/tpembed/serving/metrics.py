@@ -31,6 +31,9 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge("tpembed_queue_depth", "Requests waiting for a model worker", registry=r)
+        self.running = Gauge(
+            "tpembed_running_requests", "Requests a model worker has taken and not answered yet", registry=r
+        )
         self.latency = Histogram(
             "tpembed_request_latency_seconds", "Time to answer an embedding request", buckets=_LATENCY_BUCKETS,
             registry=r,

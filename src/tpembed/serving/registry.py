@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Literal
 
 from ..config import EncoderConfig
 from ..models import LoadedModel
 from .metrics import Metrics
-from .worker import ModelWorker
+from .worker import ModelWorker, WorkerDied
 
 log = logging.getLogger("tpembed.serving")
 
@@ -58,13 +59,15 @@ class ServedModels:
         )
         self.on_error = on_error
         self.state: Literal["idle", "loading", "ready", "failed"] = "idle"
-        self.error: str | None = None
+        self.error: str | None = None  # why the state is "failed": the load's error or a worker's death
+        self.worker_died = False  # "failed" because a worker thread died (not the load)
         self.workers: dict[str, ModelWorker] = {}  # served name -> its model's worker
         self.dimensions: dict[str, int] = {}
         # served name -> identity digest (tpembed.identity) once loaded; None: no stable identity
         self.identities: dict[str, str | None] = {}
         self._all_workers: list[ModelWorker] = []
         self._thread: threading.Thread | None = None
+        self._state_lock = threading.Lock()
 
     def start(self) -> None:
         """Load every model in a background thread (the server answers /health meanwhile)."""
@@ -89,7 +92,7 @@ class ServedModels:
             for configs in groups.values():
                 loaded = self.loader(next(iter(configs.values())))
                 encoders = {name: Encoder(loaded, config=config) for name, config in configs.items()}
-                worker = ModelWorker(encoders, self.metrics, **self.worker_options)
+                worker = ModelWorker(encoders, self.metrics, on_death=self._worker_died, **self.worker_options)
                 worker.start()
                 self._all_workers.append(worker)
                 for name, encoder in encoders.items():
@@ -104,12 +107,27 @@ class ServedModels:
             if self.on_error is not None:
                 self.on_error(err)
             return
-        self.state = "ready"
+        with self._state_lock:
+            if self.state == "loading":  # not "failed": a worker may have died already
+                self.state = "ready"
 
-    def stop(self) -> None:
+    def _worker_died(self, worker: ModelWorker) -> None:
+        """A worker thread ended on an error: the server cannot serve its model any more."""
+        with self._state_lock:
+            self.state, self.error, self.worker_died = "failed", worker.error, True
+        if self.on_error is not None:
+            self.on_error(WorkerDied(worker.error))
+
+    def stop(self, timeout: float | None = None) -> bool:
         """Stop every worker (after the server has finished its requests).
 
-        A load still running is not waited for: its thread is a daemon and ends with the process.
+        Waits at most ``timeout`` seconds in all for the rounds in progress (None: as long as they
+        take); False when one is still running then (worker threads are daemons: they end with the
+        process). A load still running is not waited for either.
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        stopped = True
         for worker in list(self._all_workers):
-            worker.stop()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            stopped = worker.stop(left) and stopped
+        return stopped

@@ -1,10 +1,11 @@
-"""The request of ``POST /v1/embeddings`` (OpenAI's schema) and the checks behind its 400s."""
+"""OpenAI's schema: the request of ``POST /v1/embeddings`` and the checks behind its 400s, the
+responses of every route and the error body they all share (what ``/openapi.json`` documents)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 TOKEN_IDS_MESSAGE = (
     "input holds token ids; this server embeds text only: ids from another tokenizer would silently mean "
@@ -21,7 +22,19 @@ class EmbeddingRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", protected_namespaces=())
 
-    input: list[str]
+    # the JSON a client may send (the validator below turns a string into a one-item list): like
+    # OpenAI's API, an empty string or an empty list is refused (400); token ids are not accepted here
+    input: Annotated[
+        list[str],
+        WithJsonSchema({
+            "anyOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+            ],
+            "title": "Input",
+            "description": "The text to embed: a string, or a list of strings (one vector each).",
+        }),
+    ]
     model: str
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
@@ -49,3 +62,64 @@ class EmbeddingRequest(BaseModel):
             except UnicodeEncodeError as err:  # JSON may carry a lone surrogate escape ("\\ud800")
                 raise ValueError(f"input[{i}] is not valid Unicode: lone surrogate at character {err.start}") from None
         return value
+
+
+class ErrorDetail(BaseModel):
+    """OpenAI's error object."""
+
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx and 5xx answer: ``{"error": {"message", "type", "param", "code"}}``."""
+
+    error: ErrorDetail
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str = Field(description="floats, or base64 of little-endian float32 bytes")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    identity: str | None = Field(description="the digest of the config's identity (null: loading, or none)")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[Model]
+
+
+class Health(BaseModel):
+    """``/health`` when every model is ready (200)."""
+
+    status: Literal["ready"]
+    models: list[str]
+
+
+class Unhealthy(BaseModel):
+    """``/health`` while loading, after a failed load or once a worker died (503): OpenAI's ``error`` says why."""
+
+    status: Literal["idle", "loading", "failed"]
+    models: list[str]
+    error: ErrorDetail

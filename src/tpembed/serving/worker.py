@@ -13,16 +13,19 @@ settings apart.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..encoder import Encoder
 from .metrics import Metrics
+
+log = logging.getLogger("tpembed.serving")
 
 
 class QueueFull(Exception):
@@ -31,6 +34,14 @@ class QueueFull(Exception):
 
 class ShuttingDown(Exception):
     """The worker stopped before it reached the request."""
+
+
+class WorkerDied(Exception):
+    """The worker thread ended on an error: nothing more will run on its model."""
+
+
+class EncodingFailed(Exception):
+    """The encode call of a round raised (not the request's fault): every request of the round fails."""
 
 
 @dataclass
@@ -61,6 +72,7 @@ class ModelWorker:
         max_round_sentences: int = 256,
         max_wait_ms: float = 5.0,
         max_queue: int = 1024,
+        on_death: Callable[[ModelWorker], None] | None = None,
     ) -> None:
         self.encoders = dict(encoders)
         self.metrics = metrics
@@ -71,17 +83,46 @@ class ModelWorker:
         self._cond = threading.Condition()
         self._stopping = False
         self._running = 0  # requests taken by the worker and not answered yet
-        self._thread = threading.Thread(target=self._loop, name="tpembed-worker", daemon=True)
+        self._round: list[Job] = []  # the jobs of the round in progress
+        self.on_death = on_death
+        self.error: str | None = None  # why the thread died (None: alive, or stopped cleanly)
+        self._thread = threading.Thread(target=self._run, name="tpembed-worker", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Finish the round in progress, refuse what still waits, and end the thread."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Finish the round in progress, refuse what still waits, and end the thread.
+
+        Waits at most ``timeout`` seconds for the round in progress (None: as long as it takes);
+        False when the thread is still running then (it is a daemon: it ends with the process).
+        """
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        """False once the thread died on an error (a worker not started yet or stopped cleanly counts as alive)."""
+        return self.error is None
+
+    def cancel(self, job: Job) -> bool:
+        """Drop a job whose client went away: out of the queue at once when it still waits there.
+
+        True when it was still queued (it will never run); False when the worker already took it.
+        """
+        with self._cond:
+            try:
+                self._queue.remove(job)
+            except ValueError:
+                return False
+            self.metrics.queue_depth.dec()
+        job.future.cancel()
+        self.metrics.dropped.inc(len(job.sentences))
+        return True
 
     @property
     def waiting(self) -> int:
@@ -94,9 +135,11 @@ class ModelWorker:
         return self._running
 
     def submit(self, name: str, sentences: list[str]) -> Job:
-        """Queue one request for served config ``name``; raises QueueFull or ShuttingDown at once."""
+        """Queue one request for served config ``name``; raises QueueFull, ShuttingDown or WorkerDied at once."""
         job = Job(name, list(sentences))
         with self._cond:
+            if self.error is not None:
+                raise WorkerDied(self.error)
             if self._stopping:
                 raise ShuttingDown("the server is shutting down")
             if len(self._queue) >= self.max_queue:
@@ -131,7 +174,41 @@ class ModelWorker:
                 else:
                     self.metrics.dropped.inc(len(job.sentences))
             self._running = len(jobs)
+            self.metrics.running.inc(len(jobs))
+            self._round = jobs
             return jobs
+
+    def _run(self) -> None:
+        """The thread: the loop, and whatever ends it on an error fails every request at once."""
+        try:
+            self._loop()
+        except BaseException as err:  # anything that escapes the loop: the worker is dead
+            self.error = f"the model worker died: {type(err).__name__}: {err}"
+            log.critical("%s", self.error, exc_info=err)
+            self._fail_all(lambda: WorkerDied(self.error))
+            if self.on_death is not None:
+                try:
+                    self.on_death(self)
+                except Exception:
+                    log.exception("the worker's on_death callback failed")
+            return
+        # stopped: whatever still waits is refused, never left hanging
+        self._fail_all(lambda: ShuttingDown("the server is shutting down"))
+
+    def _fail_all(self, error: Callable[[], Exception]) -> None:
+        """Answer every job of the round in progress and of the queue with ``error()``."""
+        with self._cond:
+            jobs = [job for job in self._round if not job.future.done()]
+            while self._queue:
+                job = self._queue.popleft()
+                self.metrics.queue_depth.dec()
+                if job.future.set_running_or_notify_cancel():
+                    jobs.append(job)
+            self.metrics.running.dec(self._running)
+            self._round, self._running = [], 0
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_exception(error())
 
     def _loop(self) -> None:
         while (jobs := self._take_round()) is not None:
@@ -140,29 +217,36 @@ class ModelWorker:
                 by_config.setdefault(job.name, []).append(job)
             for name, group in by_config.items():
                 self._run_group(name, group)
-            self._running = 0
-        with self._cond:  # stopped: whatever still waits is refused, never left hanging
-            while self._queue:
-                job = self._queue.popleft()
-                self.metrics.queue_depth.dec()
-                if job.future.set_running_or_notify_cancel():
-                    job.future.set_exception(ShuttingDown("the server is shutting down"))
+            with self._cond:
+                self.metrics.running.dec(self._running)
+                self._round, self._running = [], 0
 
     def _run_group(self, name: str, jobs: list[Job]) -> None:
-        """One encode call for jobs of one config; a failing merged call is retried job by job so
-        one request's bad input never fails the others."""
+        """One encode call for jobs of one config.
+
+        A ValueError is the Encoder refusing some text: the merged call is retried job by job so
+        one request's bad input never fails the others. Any other exception (out of memory, a
+        device error) is the server's failure, not the input's: every job of the call fails with
+        it (retrying them one by one would only repeat it), and the worker goes on with the next round.
+        """
         encoder = self.encoders[name]
         sentences = [s for job in jobs for s in job.sentences]
         start = time.perf_counter()
         try:
             tokens = encoder.count_tokens(sentences)
             vectors = encoder.encode(sentences, show_progress_bar=False)
-        except Exception as err:  # noqa: BLE001  (handed to the request, never kills the worker)
+        except ValueError as err:  # the request's text
             if len(jobs) > 1:
                 for job in jobs:
                     self._run_group(name, [job])
             else:
                 jobs[0].future.set_exception(err)
+            return
+        except Exception as err:  # handed to the round's requests, never kills the worker
+            log.error("encoding a round of %d requests (%d sentences) failed", len(jobs), len(sentences), exc_info=err)
+            failure = EncodingFailed(f"{type(err).__name__}: {err}")
+            for job in jobs:
+                job.future.set_exception(failure)
             return
         self.metrics.encode_seconds.observe(time.perf_counter() - start)
         self.metrics.batch_sentences.observe(len(sentences))
