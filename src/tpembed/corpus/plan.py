@@ -7,7 +7,6 @@ own; its number is its place in the run, so its output file name is the same on 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -133,7 +132,9 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file, then rename it over ``path`` (readers never see half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    """Write JSON to a temporary file, then rename it over ``path`` (readers never see half a file);
+    a failed write removes the temporary file and names ``path``."""
+    from .writer import write_atomic
+
+    text = json.dumps(data, indent=1, sort_keys=True, default=str)
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

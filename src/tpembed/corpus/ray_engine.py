@@ -113,8 +113,13 @@ def run_ray(
                 "keep_text": run.keep_text,
                 "threads": max(1, int(cpus_per_worker)),
             },
-            # no retry settings here: Ray Data's actor pools restart a dead actor and retry its
-            # shard by default (max_restarts=-1, max_task_retries=-1 in ActorPoolStrategy)
+            # no retry settings here: Ray Data's actor pools restart a lost actor (its process or
+            # its whole node) wherever the cluster has room and retry its shards, without end
+            # (ActorPoolMapOperator._apply_default_remote_args: max_restarts=-1,
+            # max_task_retries=-1; passing them as **ray_remote_args is deprecated in Ray 2.60).
+            # tests/corpus/test_ray_cluster.py checks those defaults and loses nodes mid-run. A
+            # retried shard is safe: a shard counts only once its file is renamed into place, and
+            # a done one is never rewritten.
         )
         with tqdm(total=sum(s.rows for s in todo), desc=f"embedding ({workers} Ray workers)", unit="row",
                   unit_scale=True, disable=not progress, file=sys.stderr, smoothing=0.1) as bar:

@@ -9,14 +9,17 @@ Layout of ``DIR``::
     manifest.json                 written last: config, model identity, counts, wall time, versions
 
 Every file is written under a temporary name and renamed, so a killed run leaves no half file;
-a shard's Parquet file is renamed last, so its presence means the shard is complete.
+a shard's Parquet file is renamed last, so its presence means the shard is complete. A write
+that fails (a full or failing disk) removes its temporary file and raises one ``OSError`` naming
+the file: the run stops, the shard is not counted, and a rerun after the fault redoes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,26 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def write_failed(path: Path, err: OSError) -> OSError:
+    """One clear error for a failed write of ``path`` (keeps ``errno``: ENOSPC, EIO ...)."""
+    reason = os.strerror(err.errno) if err.errno else (str(err) or type(err).__name__)
+    error = OSError(f"could not write {path}: {reason}".replace("\n", " "))
+    error.errno = err.errno
+    return error
+
+
+def write_atomic(path: Path, write: Callable[[Path], Any]) -> None:
+    """``write(tmp)`` then rename ``tmp`` over ``path``; on failure remove ``tmp`` and raise :func:`write_failed`."""
+    tmp = _tmp(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise write_failed(path, err) from err
+
+
 def write_shard(
     out: Path, shard: Shard, rows: Sequence[Row], vectors: np.ndarray, rejected: Sequence[tuple[int, Row]],
     *, keep_text: bool,
@@ -72,13 +95,13 @@ def write_shard(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    reject_path = rejects_file(out, shard)
-    tmp = _tmp(reject_path)
-    with tmp.open("w", encoding="utf-8") as f:
-        for index, row in rejected:
-            record = {"id": row.id, "reason": row.reason, "source": shard.path, "row": index + 1}
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, reject_path)
+    def write_rejects(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8") as f:
+            for index, row in rejected:
+                record = {"id": row.id, "reason": row.reason, "source": shard.path, "row": index + 1}
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    write_atomic(rejects_file(out, shard), write_rejects)
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     dim = vectors.shape[1]
@@ -88,10 +111,7 @@ def write_shard(
         columns["text"] = pa.array([r.text for r in rows], pa.string())
     columns["embedding"] = embedding
     table = pa.table(columns)
-    path = shard_file(out, shard)
-    tmp = _tmp(path)
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    write_atomic(shard_file(out, shard), lambda tmp: pq.write_table(table, tmp))  # last: the shard is done
     return {"index": shard.index, "rows": shard.rows, "embedded": len(rows), "rejected": len(rejected)}
 
 
@@ -116,13 +136,15 @@ def remove_leftovers(out: Path) -> int:
 def merge_rejects(out: Path, shards: Sequence[Shard]) -> Path:
     """Concatenate the shards' rejects into ``rejects.jsonl``, in input order."""
     target = out / "rejects.jsonl"
-    tmp = _tmp(target)
-    with tmp.open("w", encoding="utf-8") as f:
-        for shard in shards:
-            with rejects_file(out, shard).open(encoding="utf-8") as part:
-                for line in part:
-                    f.write(line)
-    os.replace(tmp, target)
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8") as f:
+            for shard in shards:
+                with rejects_file(out, shard).open(encoding="utf-8") as part:
+                    for line in part:
+                        f.write(line)
+
+    write_atomic(target, write)
     return target
 
 
