@@ -16,7 +16,6 @@ compare.json).
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import numpy as np
 from .bootstrap import (DEFAULT_LEVEL, DEFAULT_RESAMPLES, DEFAULT_SEED, Interval, PairedBootstrap,
                         percentile_interval, task_pairs)
 from .data import STS_TASKS, TASKS, TRANSFER_TASKS
+from .report import jsonable
 
 _ORDER = (*STS_TASKS[:5], "STSBenchmark", "STSBenchmark-dev", "SICKRelatedness", *TRANSFER_TASKS)
 AVG_ROW = "STSAvg"
@@ -365,26 +365,12 @@ def write_chart(comparison: Mapping[str, Any], path: str | os.PathLike[str]) -> 
     return out
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.generic,)):
-        return _jsonable(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
-
-
 def write_comparison(comparison: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """compare.md, compare.json and compare.png in ``out_dir`` (created); returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "compare.md", "json": out / "compare.json", "png": out / "compare.png"}
     paths["md"].write_text(to_markdown(comparison), encoding="utf-8")
-    paths["json"].write_text(json.dumps(_jsonable(comparison), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    paths["json"].write_text(json.dumps(jsonable(comparison), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     write_chart(comparison, paths["png"])
     return paths

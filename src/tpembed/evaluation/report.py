@@ -83,16 +83,17 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` as strict JSON values: numpy scalars/arrays and tuples become lists and numbers, NaN null."""
     # numpy scalars/arrays and tuples appear in details; NaN becomes null (strict JSON).
     if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
+        return jsonable(obj.item())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, (str, int, float, bool)) or obj is None:
@@ -118,7 +119,7 @@ def write_json(path: str | os.PathLike[str], scores: Mapping[str, Any],
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(doc), indent=2, allow_nan=False) + "\n",
+    tmp.write_text(json.dumps(jsonable(doc), indent=2, allow_nan=False) + "\n",
                    encoding="utf-8")
     tmp.replace(out)  # atomic: a crash never leaves a half-written result file
     return out
