@@ -84,3 +84,22 @@ def test_a_pool_that_cannot_fit_is_refused_or_warned():
         _check_resources({"CPU": 2.0}, 3, 1.0, 0.0, strict=True)
     with pytest.warns(UserWarning, match="need 2 GPUs; the cluster has 0"):
         _check_resources({"CPU": 8.0}, 2, 1.0, 1.0, strict=False)
+
+
+def test_a_failed_write_on_an_actor_is_one_error_naming_the_file_then_a_rerun_completes(tmp_path, tiny_folder):
+    """The write fails inside the actor (its file's place is taken by a folder: EISDIR); the driver
+    raises the writer's own one-line error, as the local engine does, and a rerun completes."""
+    path = write_corpus(tmp_path / "in", sentences(12), "txt")
+    out = tmp_path / "out"
+    settings = dict(model=str(tiny_folder), tp_exiting_index=3, rows_per_shard=4, engine="ray", workers=1,
+                    progress=False)
+    blocked = out / "rejects" / "part-000001.jsonl"
+    blocked.mkdir(parents=True)
+    with pytest.raises(OSError) as caught:
+        embed_corpus(path, out, **settings)
+    assert str(caught.value).startswith(f"could not write {blocked}: ") and "\n" not in str(caught.value)
+    assert not (out / "embeddings" / "part-000001.parquet").exists()
+    blocked.rmdir()
+    result = embed_corpus(path, out, **settings)
+    ids, _ = read_output(out)
+    assert ids == [f"corpus.txt:{i + 1}" for i in range(12)] and result["embedded"] == 12

@@ -47,15 +47,21 @@ class ShardEmbedder:
         from .work import embed_shard
         from .writer import is_done, shard_counts
 
-        done: dict[str, list[Any]] = {"index": [], "rows": [], "identity": []}
+        done: dict[str, list[Any]] = {"index": [], "rows": [], "identity": [], "error": [], "errno": []}
         for i in range(len(batch["index"])):
             shard = Shard(**{k: _plain(batch[k][i]) for k in ("index", "path", "start", "stop", "offset")})
-            if not is_done(self.out, shard):  # a retry after the write: keep the written shard
-                embed_shard(self.encoder, self.out, shard, self.columns, keep_text=self.keep_text)
-            counts = shard_counts(self.out, shard)
+            try:
+                if not is_done(self.out, shard):  # a retry after the write: keep the written shard
+                    embed_shard(self.encoder, self.out, shard, self.columns, keep_text=self.keep_text)
+                counts, error = shard_counts(self.out, shard), None
+            except OSError as err:
+                # returned, not raised: Ray would retry it and hand the driver a traceback without it
+                counts, error = {"index": shard.index, "rows": 0}, err
             done["index"].append(counts["index"])
             done["rows"].append(counts["rows"])
             done["identity"].append(self.identity)
+            done["error"].append(str(error) if error else "")
+            done["errno"].append(error.errno or 0 if error else 0)
         return done
 
 
@@ -124,6 +130,10 @@ def run_ray(
         with tqdm(total=sum(s.rows for s in todo), desc=f"embedding ({workers} Ray workers)", unit="row",
                   unit_scale=True, disable=not progress, file=sys.stderr, smoothing=0.1) as bar:
             for row in embedded.iter_rows():
+                if row["error"]:  # a failed write: the actor's one-line error, as the local engine raises it
+                    error = OSError(row["error"])
+                    error.errno = int(row["errno"]) or None
+                    raise error
                 identity = json.loads(row["identity"])
                 bar.update(int(row["rows"]))
     finally:
