@@ -1,11 +1,14 @@
 """Every packaged named config gives the vectors it gave before the redesign (issue 25).
 
-tests/reference/packaged_vectors.npz was written by tests/reference/make_packaged_vectors.py on the
-code before the levers became plug-ins; regenerate it only for a deliberate change of the method.
+The reference is computed by the code itself as it was before the levers became plug-ins: the
+source of REFERENCE_COMMIT is taken from git history (``git archive``) and run in a subprocess by
+tests/reference/make_packaged_vectors.py, so no array is kept in the repository.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +17,26 @@ import torch
 
 from tpembed import Encoder, load_model
 
-from reference.sentences import REFERENCE_THREADS, packaged_configs, reference_sentences
+from reference.sentences import REFERENCE_COMMIT, REFERENCE_THREADS, packaged_configs, reference_sentences
 
 pytestmark = pytest.mark.packaged
 
-REFERENCE = Path(__file__).parent / "reference" / "packaged_vectors.npz"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def reference():
-    return np.load(REFERENCE)
+def reference(tmp_path_factory):
+    """The old code's vectors (a missing commit is an error, not a skip: clone with history)."""
+    folder = tmp_path_factory.mktemp("reference")
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", REFERENCE_COMMIT, "src"], capture_output=True)
+    assert archive.returncode == 0, f"git archive {REFERENCE_COMMIT} failed: {archive.stderr.decode()}"
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    out = folder / "vectors.npz"
+    subprocess.run(
+        [sys.executable, str(REPO / "tests" / "reference" / "make_packaged_vectors.py"), str(folder / "src"), str(out)],
+        check=True, capture_output=True,
+    )
+    return np.load(out)
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,10 @@
-"""Write the reference vectors of every packaged named config (64 STS-B dev sentences, CPU fp32).
+"""Vectors of every packaged named config (64 STS-B dev sentences, CPU fp32) from one source tree.
 
-The file pins what each shipped recipe computes, so a refactor that changes any vector fails
-``tests/test_packaged_vectors.py``. Regenerate it only for a deliberate change of the method:
+``tests/test_packaged_vectors.py`` runs it on the source of the commit before the redesign
+(``git archive`` of REFERENCE_COMMIT, so no array is kept in git) and compares the current code's
+vectors with them. By hand:
 
-    python tests/reference/make_packaged_vectors.py
+    python tests/reference/make_packaged_vectors.py SRC_DIR OUT.npz
 """
 
 from __future__ import annotations
@@ -11,30 +12,29 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[0]))
-
-from reference.sentences import REFERENCE_THREADS, packaged_configs, reference_sentences  # noqa: E402
 
 
-def main() -> None:
+def main(src: str, out: str) -> None:
+    sys.path.insert(0, str(Path(src).resolve()))  # that tree's tpembed, before the installed one
+    sys.path.insert(1, str(HERE.parent))
+    import numpy as np
     import torch
 
+    from reference.sentences import REFERENCE_THREADS, packaged_configs, reference_sentences
     from tpembed import Encoder, load_model
 
     torch.set_num_threads(REFERENCE_THREADS)
     sentences = reference_sentences()
-    out: dict[str, np.ndarray] = {"sentences": np.array(sentences)}
+    vectors: dict[str, np.ndarray] = {"sentences": np.array(sentences)}
     loaded = {}
     for name, config in packaged_configs().items():
         if config.model not in loaded:
             loaded[config.model] = load_model(config.model, device="cpu", dtype="float32")
-        out[name] = Encoder(loaded[config.model], config=config).encode(sentences, show_progress_bar=False)
-        print(name, out[name].shape, flush=True)
-    np.savez_compressed(HERE / "packaged_vectors.npz", **out)
+        vectors[name] = Encoder(loaded[config.model], config=config).encode(sentences, show_progress_bar=False)
+        print(name, vectors[name].shape, flush=True)
+    np.savez(out, **vectors)
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:3])

@@ -7,6 +7,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("TPEMBED_DATA", REPO_ROOT.parent / "shared" / "senteval"))
+# the last commit before the levers became plug-ins: its vectors are the reference
+REFERENCE_COMMIT = "24685f5cadbe507a843abdfe4f21f984959d7ac0"
 # torch's intra-op threads when the reference was written (a 2-core machine): another count sums in
 # another order (~3e-6 relative), so the comparison runs with this many
 REFERENCE_THREADS = 2
