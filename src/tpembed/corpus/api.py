@@ -49,8 +49,6 @@ def embed_corpus(
     """
     from ..integrations._extras import require
     from ..config import resolve_config
-    from ..models import model_num_layers
-    from ..levers import check_layers
 
     require("pyarrow", "corpus", "tpembed embed")  # before any work: every shard is Parquet
     if engine not in ENGINES:
@@ -61,9 +59,7 @@ def embed_corpus(
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     columns = Columns(text=text_column, id=id_column)
-    num_layers = model_num_layers(resolved.model)  # a bad layer index fails before anything is written
-    if num_layers is not None:
-        check_layers(resolved, num_layers)
+    # prepare_run checks the layers (the run's identity is built from the model's config) before writing
     run = prepare_run(list(inputs), output, resolved, columns, rows_per_shard, keep_text)
     if engine == "local":
         from .local import run_local
