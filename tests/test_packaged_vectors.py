@@ -7,6 +7,8 @@ tests/reference/make_packaged_vectors.py, so no array is kept in the repository.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,18 +27,57 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The old code's vectors (a missing commit is an error, not a skip: clone with history)."""
+def old_src(tmp_path_factory) -> Path:
+    """The source before the redesign (a missing commit is an error, not a skip: clone with history)."""
     folder = tmp_path_factory.mktemp("reference")
     archive = subprocess.run(["git", "-C", str(REPO), "archive", REFERENCE_COMMIT, "src"], capture_output=True)
     assert archive.returncode == 0, f"git archive {REFERENCE_COMMIT} failed: {archive.stderr.decode()}"
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
-    out = folder / "vectors.npz"
+    return folder / "src"
+
+
+@pytest.fixture(scope="module")
+def reference(old_src):
+    """The old code's vectors."""
+    out = old_src.parent / "vectors.npz"
     subprocess.run(
-        [sys.executable, str(REPO / "tests" / "reference" / "make_packaged_vectors.py"), str(folder / "src"), str(out)],
+        [sys.executable, str(REPO / "tests" / "reference" / "make_packaged_vectors.py"), str(old_src), str(out)],
         check=True, capture_output=True,
     )
     return np.load(out)
+
+
+# settings whose embedding-cache namespace must stay what the old code wrote (every lever on and off)
+NAMESPACE_SETTINGS = [
+    dict(use_which_plan="vanilla"),
+    dict(use_which_plan="tp", tp_starting_index=1, tp_exiting_index=3, output_layer=[2, 3, 4]),
+    dict(use_which_plan="tp", tp_starting_index=0, tp_exiting_index=2, prefix_cache=False, pst_init="zeros", seed=3),
+    dict(use_which_plan="tp", tp_starting_index=1, tp_exiting_index=2, cp_layer=2, cp_alpha=0.25, cp_mode="nr"),
+    dict(use_which_plan="vanilla", pooling="attention_sum", output_layer=[3, 4], max_length=20),
+    dict(use_which_plan="tp", prompt_method=["prompteol", "cot"], demonstration="storm", tp_exiting_index=2),
+    dict(use_which_plan="vanilla", prompt_method="metaeol", output_layer=3),
+    dict(use_which_plan="tp", template='Sum {placeholder}"{sentence}" up:"'),
+]
+_NAMESPACES = """
+import json, sys, warnings
+warnings.simplefilter("ignore")
+from tpembed import Encoder, load_model
+try:
+    from tpembed.identity import cache_namespace
+except ImportError:
+    from tpembed.run import cache_namespace
+loaded = load_model("smollm2-135m", device="cpu")
+print(json.dumps([cache_namespace(Encoder(loaded, **s)) for s in json.loads(sys.argv[1])]))
+"""
+
+
+def test_cache_namespaces_are_the_old_code_s(old_src):
+    def namespaces(src: Path) -> list[str]:
+        run = subprocess.run([sys.executable, "-c", _NAMESPACES, json.dumps(NAMESPACE_SETTINGS)], check=True,
+                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(src)})
+        return json.loads(run.stdout.strip().splitlines()[-1])
+
+    assert namespaces(REPO / "src") == namespaces(old_src)
 
 
 @pytest.fixture(scope="module")
