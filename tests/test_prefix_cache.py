@@ -163,6 +163,35 @@ def test_lm_head_and_later_layers_never_run_with_the_prefix_cache():
     enc.encode(SENTENCES)  # the full depth still never touches the lm_head
 
 
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_batch_caches_keep_only_the_prefix(monkeypatch, family):
+    """A batch's cache hands each layer prefix + suffix but keeps none of the suffix keys/values:
+    keeping them would hold every layer's states of the whole batch until the forward ends."""
+    from tpembed.levers import prefix_cache
+
+    made: list[tuple[object, int, int]] = []
+    original = prefix_cache.batch_cache
+
+    def recording(prefix, batch_size):
+        cache = original(prefix, batch_size)
+        made.append((cache, prefix.length, batch_size))
+        return cache
+
+    monkeypatch.setattr(prefix_cache, "batch_cache", recording)
+    enc = Encoder(make_model(family), tokenizer=make_tokenizer(), use_which_plan="tp", tp_exiting_index=2,
+                  output_layer=-1, prompt_method="ke")
+    with_cache = enc.encode(SENTENCES, batch_size=3)
+    assert made, "no batch used the prefix cache"
+    for cache, length, rows in made:
+        assert len(cache.layers) == enc.loaded.num_layers
+        for layer in cache.layers:
+            assert layer.get_seq_length() == length  # nothing appended by the forward
+            assert layer.keys.shape[0] == rows and layer.keys.stride(0) == 0  # one shared copy of the prefix
+    without = Encoder(enc.loaded, use_which_plan="tp", tp_exiting_index=2, output_layer=-1, prompt_method="ke",
+                      prefix_cache=False).encode(SENTENCES, batch_size=3)
+    assert_same(with_cache, without, family)
+
+
 # ---- max_batch_tokens --------------------------------------------------------------------------
 
 
