@@ -10,7 +10,10 @@ subprocess on a free loopback port. ``--clients`` threads (each its own httpx co
 serve_load.py) for ``--minutes``, recording (time, latency, status) of each. Meanwhile:
 
 - the server's resident memory (RSS, psutil, with its child processes) is sampled every
-  ``--rss-every`` seconds; growth = (max RSS after warm-up - RSS at the end of warm-up) / the latter;
+  ``--rss-every`` seconds; growth = (max RSS after warm-up - max RSS during warm-up) / the latter:
+  peak against peak, since RSS swings within each round by the round's activations (comparing one
+  sample taken between rounds with a later peak measures a round's working set, not growth). The
+  per-minute minimum (RSS between rounds) is reported too: a leak would raise it;
 - every minute, ``--slow-clients`` raw sockets send a valid ~300-byte request body byte by byte
   (1 byte / ``--slow-byte-ms``, correct Content-Length); the normal clients' latency for requests
   started inside those windows is compared with the rest;
@@ -148,7 +151,7 @@ def main() -> int:
     parser.add_argument("config", nargs="?", default="smollm2-135m", help="named config to serve")
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=64)
-    parser.add_argument("--warmup-seconds", type=float, default=60.0)
+    parser.add_argument("--warmup-seconds", type=float, default=120.0)
     parser.add_argument("--rss-every", type=float, default=2.0, help="seconds between RSS samples")
     parser.add_argument("--max-rss-growth", type=float, default=10.0, help="percent allowed after warm-up")
     parser.add_argument("--slow-clients", type=int, default=4)
@@ -344,19 +347,21 @@ def main() -> int:
                 errors[str(r[2])] = errors.get(str(r[2]), 0) + 1
         mem = [v for t, v in rss if m * 60 <= t < (m + 1) * 60]
         rows.append({"minute": m + 1, "requests": len(rec), "errors": errors, "p50_ms": pct(lat, .5),
-                     "p95_ms": pct(lat, .95), "p99_ms": pct(lat, .99), "rss_mb": max(mem) if mem else float("nan")})
-    print("\n| minute | requests | errors | p50 ms | p95 ms | p99 ms | RSS MB (max) |")
-    print("|---:|---:|---|---:|---:|---:|---:|")
+                     "p95_ms": pct(lat, .95), "p99_ms": pct(lat, .99), "rss_mb": max(mem) if mem else float("nan"),
+                     "rss_min_mb": min(mem) if mem else float("nan")})
+    print("\n| minute | requests | errors | p50 ms | p95 ms | p99 ms | RSS MB (min) | RSS MB (max) |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
         errs = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0"
         print(f"| {r['minute']} | {r['requests']} | {errs} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
-              f"{r['p99_ms']:.0f} | {r['rss_mb']:.0f} |")
+              f"{r['p99_ms']:.0f} | {r['rss_min_mb']:.0f} | {r['rss_mb']:.0f} |")
 
     # summary
     failed = sum(1 for r in records if r[2] != 200)
     warm = [v for t, v in rss if t <= warmup]
     after = [v for t, v in rss if t > warmup] + [final_rss]
-    rss_warm = warm[-1] if warm else rss[0][1]
+    rss_warm = max(warm) if warm else rss[0][1]  # the warm-up's peak: a round's working set included
+    rss_warm_last = warm[-1] if warm else rss[0][1]
     growth = 100 * (max(after) - rss_warm) / rss_warm
 
     def in_slow(t: float) -> bool:
@@ -371,7 +376,8 @@ def main() -> int:
     wall = duration
     summary = {
         "requests": total, "requests_per_s": total / wall, "non_200": failed,
-        "rss_after_warmup_mb": rss_warm, "rss_max_after_warmup_mb": max(after), "rss_last_mb": final_rss,
+        "rss_max_during_warmup_mb": rss_warm, "rss_last_warmup_sample_mb": rss_warm_last,
+        "rss_max_after_warmup_mb": max(after), "rss_min_after_warmup_mb": min(after), "rss_last_mb": final_rss,
         "rss_growth_pct": growth,
         "slow_windows": len(slow_windows), "slow_client_statuses": slow_statuses,
         "latency_in_slow_windows_ms": {"n": len(lat_slow), "p50": pct(lat_slow, .5), "p95": pct(lat_slow, .95)},
@@ -380,8 +386,9 @@ def main() -> int:
     }
     print(f"\n{total} requests ({total / wall:.1f}/s) from {args.clients} clients in {args.minutes} min; "
           f"non-200: {failed}")
-    print(f"RSS: {rss_warm:.0f} MB after warm-up ({warmup:.0f} s), max after {max(after):.0f} MB, "
-          f"last {final_rss:.0f} MB: growth {growth:+.1f} % (limit {args.max_rss_growth} %)")
+    print(f"RSS: max {rss_warm:.0f} MB during warm-up ({warmup:.0f} s; last sample {rss_warm_last:.0f} MB), "
+          f"after it max {max(after):.0f} MB, min {min(after):.0f} MB, last {final_rss:.0f} MB: "
+          f"peak growth {growth:+.1f} % (limit {args.max_rss_growth} %)")
     print(f"slow clients ({args.slow_clients} x {len(slow_windows)} windows, statuses {slow_statuses}): "
           f"others' p50/p95 {summary['latency_in_slow_windows_ms']['p50']:.0f}/"
           f"{summary['latency_in_slow_windows_ms']['p95']:.0f} ms during (n={len(lat_slow)}) vs "

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..encoder import Encoder
+from .memory import release_free_memory
 from .metrics import Metrics
 
 log = logging.getLogger("tpembed.serving")
@@ -220,6 +221,9 @@ class ModelWorker:
             with self._cond:
                 self.metrics.running.dec(self._running)
                 self._round, self._running = [], 0
+            # the round's activations are freed: hand their pages back, or resident memory
+            # ratchets up to the largest round seen (a few ms; see memory.py)
+            release_free_memory()
 
     def _run_group(self, name: str, jobs: list[Job]) -> None:
         """One encode call for jobs of one config.
