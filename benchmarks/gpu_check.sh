@@ -48,7 +48,9 @@ step serve_load 75 python benchmarks/serve_load.py --config smollm2-135m-tp --de
   --requests 400 --clients 1 16 64 --unbatched-clients 16 --out "$OUT_DIR/serve_load.json"
 step corpus_ray_gpu 100 python benchmarks/gpu_corpus.py --rows 4000 --out "$OUT_DIR/corpus.json"
 
-python - "$OUT_DIR" <<'EOF'
+steps=""
+for name in "${!RC[@]}"; do steps="$steps $name=${RC[$name]}:${SECONDS_TAKEN[$name]}"; done
+python - "$OUT_DIR" $steps <<'EOF'
 import json, sys, xml.etree.ElementTree as ET
 from pathlib import Path
 out = Path(sys.argv[1])
@@ -61,23 +63,16 @@ if (out / "cuda_tests.xml").exists():
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
     tests = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
 steps = {}
-for log in sorted(out.glob("*.log")):
-    steps[log.stem] = {"log": log.name}
+for arg in sys.argv[2:]:  # NAME=EXIT_CODE:SECONDS
+    name, figures = arg.split("=")
+    rc, seconds = figures.split(":")
+    steps[name] = {"exit_code": int(rc), "seconds": int(seconds), "log": f"{name}.log"}
 report = {"gpu": (out / "gpu.txt").read_text().strip(), "cuda_tests": tests,
           "speed": {"smollm2-135m": load("speed_smollm2.json"), "gemma3-270m": load("speed_gemma3.json")},
           "serve_load": load("serve_load.json"), "corpus": load("corpus.json"), "steps": steps}
 (out / "gpu_check.json").write_text(json.dumps(report, indent=1))
 print("wrote", out / "gpu_check.json")
 EOF
-for name in "${!RC[@]}"; do
-  python - "$OUT_DIR/gpu_check.json" "$name" "${RC[$name]}" "${SECONDS_TAKEN[$name]}" <<'EOF'
-import json, sys
-path, name, rc, secs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-report = json.loads(open(path).read())
-report["steps"].setdefault(name, {}).update(exit_code=rc, seconds=secs)
-open(path, "w").write(json.dumps(report, indent=1))
-EOF
-done
 failed=0
 for name in "${!RC[@]}"; do [ "${RC[$name]}" -ne 0 ] && { echo "FAILED: $name (exit ${RC[$name]})"; failed=1; }; done
 exit $failed

@@ -43,17 +43,17 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
+import numpy as np
+import torch
+from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from minilm import load_minilm, model_folder  # noqa: E402
+from minilm import load_minilm, model_folder
 
-from tpembed import Encoder  # noqa: E402
-from tpembed.evaluation.data import load_task  # noqa: E402
-from tpembed.models import packaged_model_file  # noqa: E402
-from tpembed.prompts import normalize_sentence, render  # noqa: E402
+from tpembed import Encoder
+from tpembed.evaluation.data import load_task
+from tpembed.models import packaged_model_file
+from tpembed.prompts import normalize_sentence, render
 
 EncodeFn = Callable[[list[str]], np.ndarray]
 
@@ -73,9 +73,10 @@ def spearman_x100(vectors: dict[str, np.ndarray], s1: list[str], s2: list[str], 
     return 100 * float(spearmanr((a * b).sum(axis=1), gold).statistic)
 
 
-def llama_engine(encoder: Encoder, gguf: Path, threads: int, n_batch: int, n_seqs: int, flash_attn: bool
-                 ) -> tuple[EncodeFn, dict]:
-    """llama.cpp on ``gguf`` with ``encoder``'s prompt strings; also how many prompts tokenize alike."""
+def llama_engine(encoder: Encoder, gguf: Path, threads: int, n_batch: int, n_seqs: int, flash_attn: bool,
+                 check_tokens_on: list[str]) -> tuple[EncodeFn, dict]:
+    """llama.cpp on ``gguf`` with ``encoder``'s prompt strings, and its settings plus the share of
+    ``check_tokens_on``'s prompts it tokenizes exactly as tpembed does."""
     import llama_cpp
 
     templates = encoder.prompt.templates
@@ -97,15 +98,29 @@ def llama_engine(encoder: Encoder, gguf: Path, threads: int, n_batch: int, n_seq
         # embed() packs consecutive inputs into one llama_decode up to n_batch tokens / n_seq_max sequences
         return np.asarray(llm.embed(prompts(sentences), normalize=False), dtype=np.float32)
 
-    def token_agreement(sentences: list[str]) -> float:
-        ours = encoder._tokenize_all([normalize_sentence(s) for s in sentences])[0]  # as encode() does
-        same = sum(list(p.ids) == llm.tokenize(t.encode("utf-8"), add_bos=True, special=False)
-                   for p, t in zip(ours, prompts(sentences)))
-        return same / len(sentences)
-
+    ours = encoder._tokenize_all([normalize_sentence(s) for s in check_tokens_on])[0]  # as encode() does
+    same = sum(list(p.ids) == llm.tokenize(t.encode("utf-8"), add_bos=True, special=False)
+               for p, t in zip(ours, prompts(check_tokens_on)))
     info = {"llama_cpp_python": llama_cpp.__version__, "gguf": gguf.name, "n_batch": n_batch, "flash_attn": flash_attn,
-            "sequences_per_batch": n_seqs, "token_agreement": token_agreement}
+            "sequences_per_batch": n_seqs, "token_agreement": same / len(check_tokens_on)}
     return encode, info
+
+
+# (n_batch, sequences per llama_decode, flash attention) tried by --llama-grid
+LLAMA_GRID = [(2048, 64, False), (2048, 1, False), (512, 16, False), (2048, 64, True), (1024, 32, True),
+              (512, 16, True), (256, 8, True)]
+
+
+def llama_grid(encoder: Encoder, gguf: Path, threads: int, timed: list[str]) -> None:
+    """Sentences/s of llama.cpp under each LLAMA_GRID setting (one timed pass after a warm-up)."""
+    print("| n_batch | sequences | flash attention | sentences/s |\n|---:|---:|---|---:|")
+    for n_batch, n_seqs, flash_attn in LLAMA_GRID:
+        encode, _ = llama_engine(encoder, gguf, threads, n_batch, n_seqs, flash_attn, timed[:8])
+        encode(timed[:32])
+        start = time.perf_counter()
+        encode(timed)
+        print(f"| {n_batch} | {n_seqs} | {'on' if flash_attn else 'off'} | "
+              f"{len(timed) / (time.perf_counter() - start):.1f} |", flush=True)
 
 
 def main() -> None:
@@ -116,11 +131,11 @@ def main() -> None:
     parser.add_argument("--speed-limit", type=int, default=512, help="distinct dev sentences timed per round")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quality-limit", type=int, default=None, help="first N dev pairs for quality (smoke runs)")
-    # defaults: llama.cpp's fastest of (n_batch, sequences, flash attention) in (2048, 64|1, off|on),
-    # (1024, 32, on), (512, 16, off|on), (256, 8, on) on 512 dev sentences here: 8.6-15.5 sentences/s
+    # defaults: llama.cpp's fastest setting of LLAMA_GRID here (--llama-grid prints them all)
     parser.add_argument("--llama-batch", type=int, default=512, help="llama.cpp n_batch = n_ubatch = n_ctx (tokens)")
     parser.add_argument("--llama-seqs", type=int, default=16, help="sequences per llama_decode (n_seq_max)")
     parser.add_argument("--llama-flash-attn", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--llama-grid", action="store_true", help="only time llama.cpp under each LLAMA_GRID setting")
     parser.add_argument("--engines", nargs="+", default=["tpembed fp32", "tpembed bf16", "llama.cpp", "MiniLM"])
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -136,6 +151,9 @@ def main() -> None:
     info: dict[str, dict] = {}
     fp32 = Encoder(args.config, dtype="float32", device="cpu")
     model = fp32.config.model
+    if args.llama_grid:
+        llama_grid(fp32, packaged_model_file(model), args.threads, timed)
+        return
     if "tpembed fp32" in args.engines:
         engines["tpembed fp32"] = lambda s: fp32.encode(s, show_progress_bar=False)
     if "tpembed bf16" in args.engines:
@@ -143,10 +161,8 @@ def main() -> None:
         engines["tpembed bf16"] = lambda s: bf16.encode(s, show_progress_bar=False)
     if "llama.cpp" in args.engines:
         gguf = packaged_model_file(model)
-        encode, info["llama.cpp"] = llama_engine(fp32, gguf, args.threads, args.llama_batch, args.llama_seqs,
-                                                 args.llama_flash_attn)
-        engines["llama.cpp"] = encode
-        info["llama.cpp"]["token_agreement"] = info["llama.cpp"]["token_agreement"](dev_sentences)
+        engines["llama.cpp"], info["llama.cpp"] = llama_engine(
+            fp32, gguf, args.threads, args.llama_batch, args.llama_seqs, args.llama_flash_attn, dev_sentences)
     if "MiniLM" in args.engines:
         minilm = load_minilm(model_folder())
         engines["MiniLM"] = lambda s: minilm.encode(s, batch_size=32, convert_to_numpy=True)

@@ -34,10 +34,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import dev_pairs, normalized, spearman_x100  # noqa: E402
+from peers import dev_pairs, normalized, spearman_x100
 
-from tpembed import Encoder, load_model  # noqa: E402
-from tpembed.models import LoadedModel  # noqa: E402
+from tpembed import Encoder, load_model
+from tpembed.models import LoadedModel
 
 
 def quantized(loaded: LoadedModel) -> LoadedModel:
@@ -71,16 +71,17 @@ def main() -> None:
         bf16 = Encoder(name, device="cpu", dtype="bfloat16")
         int8 = Encoder(quantized(fp32_model), config=name, device="cpu", dtype="float32")
 
-        def autocast(sentences: list[str]) -> np.ndarray:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                return fp32.encode(sentences, show_progress_bar=False)
+        def plain(encoder: Encoder):
+            return lambda sentences: encoder.encode(sentences, show_progress_bar=False)
 
-        variants = {
-            "fp32": lambda s: fp32.encode(s, show_progress_bar=False),
-            "bf16": lambda s: bf16.encode(s, show_progress_bar=False),
-            "bf16 autocast": autocast,
-            "int8 dynamic": lambda s: int8.encode(s, show_progress_bar=False),
-        }
+        def autocast(encoder: Encoder):
+            def encode(sentences: list[str]) -> np.ndarray:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return encoder.encode(sentences, show_progress_bar=False)
+            return encode
+
+        variants = {"fp32": plain(fp32), "bf16": plain(bf16), "bf16 autocast": autocast(fp32),
+                    "int8 dynamic": plain(int8)}
         reference = variants["fp32"](dev)
         rows = {}
         for label, enc in variants.items():

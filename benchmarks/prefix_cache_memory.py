@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import PeakMemory  # noqa: E402
+from speed import PeakMemory
 
-from tpembed import Encoder, load_model  # noqa: E402
-from tpembed.evaluation import task_sentences  # noqa: E402
+from tpembed import Encoder, load_model
+from tpembed.evaluation import task_sentences
 
 
 def main() -> None:

@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed import PeakMemory  # noqa: E402
+from speed import PeakMemory
 
-from tpembed import Encoder  # noqa: E402
-from tpembed.evaluation.data import load_task  # noqa: E402
+from tpembed import Encoder
+from tpembed.evaluation.data import load_task
 
 
 def passages(encoder: Encoder, text_pool: list[str], length: int, count: int) -> list[str]:
@@ -54,8 +54,8 @@ def passages(encoder: Encoder, text_pool: list[str], length: int, count: int) ->
     return out
 
 
-def point(encoder: Encoder, texts: list[str], batch_size: int, max_batch_tokens: int | None) -> dict:
-    encoder.config = encoder.config.model_copy(update={"max_batch_tokens": max_batch_tokens})
+def point(base: Encoder, texts: list[str], batch_size: int, max_batch_tokens: int | None) -> dict:
+    encoder = Encoder(base.loaded, config=base.config, max_batch_tokens=max_batch_tokens)  # same loaded model
     tokens = sum(encoder.count_tokens(texts))
     encoder.encode(texts[: min(len(texts), batch_size)], batch_size=batch_size, show_progress_bar=False)  # warm-up
     with PeakMemory(torch.device("cpu")) as mem:

@@ -85,7 +85,6 @@ def library_versions() -> dict[str, str]:
 
 def jsonable(obj: Any) -> Any:
     """``obj`` as strict JSON values: numpy scalars/arrays and tuples become lists and numbers, NaN null."""
-    # numpy scalars/arrays and tuples appear in details; NaN becomes null (strict JSON).
     if isinstance(obj, Mapping):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

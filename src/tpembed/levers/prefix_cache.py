@@ -150,7 +150,7 @@ class PrefixLayer(DynamicLayer):
     ``update`` hands the layer prefix + the batch's new keys/values but does not keep them: nothing
     reads them after the layer's attention (no token is generated), and keeping them (a plain
     ``DynamicLayer``) holds every layer's keys/values of the whole batch until the forward ends —
-    memory growing with depth x batch tokens, 2.5x the forward's own peak at 64 rows. The prefix
+    memory growing with depth x batch tokens, about twice the forward's own peak at 64 rows. The prefix
     stays a broadcast view of the one-row states (never copied per row). The cache's length stays
     the prefix's, which is what mask sizes and positions are computed from.
     """
