@@ -86,6 +86,14 @@ def family(request) -> str:
     return request.param
 
 
+@pytest.fixture(scope="module")
+def llama():
+    """A tiny random Llama (4 layers, untied lm_head) prepared in memory, one per test module."""
+    from tpembed.models import prepare_model
+
+    return prepare_model(make_model("llama"), make_tokenizer(), {"name": "tiny-llama"})
+
+
 @pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory):
     """A tiny random Llama (4 layers) saved as an HF folder: loads in a blink, no packaged model needed."""

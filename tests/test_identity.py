@@ -39,6 +39,8 @@ ALTERNATIVES = {
     "max_batch_tokens": 40,
     "prefix_cache": False,
     "demonstration": "storm",
+    "demo_ensemble": ["storm", ["jockey", "chef"]],
+    "embed_filter": 1.5,
     "pooling": "attention_sum",
     "cp_layer": 1,
     "cp_alpha": 0.5,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_model, make_tokenizer
+from conftest import make_model
 
 from tpembed.levers.aggregate import ensemble_mean
 from tpembed.config import EncoderConfig
@@ -21,11 +21,6 @@ from tpembed.prompts import normalize_sentence, render
 SENTENCES = ["a man is playing a guitar .", "a woman is slicing an onion .", "the cat sat on the mat .",
              "stocks fell sharply on tuesday after the report ."]
 TP = dict(use_which_plan="tp", tp_starting_index=1, tp_exiting_index=3)
-
-
-@pytest.fixture(scope="module")
-def llama():
-    return prepare_model(make_model("llama"), make_tokenizer(), {"name": "tiny-llama"})
 
 
 def _enc(loaded, **settings):

@@ -73,10 +73,23 @@ class EncoderConfig(BaseModel):
     prefix_cache: bool = setting(
         True, vectors=False, description="compute each template's shared prompt prefix once and reuse its keys/values"
     )
-    demonstration: str | None = setting(
+    demonstration: str | list[str] | None = setting(
         None,
-        vectors=True, search=True, description="one-shot demonstration before every prompt: a built-in name (jockey, chef, storm, market) "
-        "or 'SENTENCE => WORD' (None: off)",
+        vectors=True, search=True, description="demonstration before every prompt: a built-in name (tpembed configs --demos lists "
+        "them) or 'SENTENCE => WORD'; several in order (k-shot): a list, or names joined by + (storm+jockey) (None: off)",
+    )
+    demo_ensemble: list[str | list[str]] | None = setting(
+        None,
+        vectors=True, search=True, description="demonstration ensemble: the mean of the L2-normalised embeddings under each "
+        "member (each one demonstration, or a k-shot list / names joined by +); 'storm,jockey+chef' on the CLI. "
+        "Excludes demonstration (None: off)",
+    )
+    embed_filter: float | None = setting(
+        None,
+        gt=1,
+        vectors=True, search=True, description="EmbedFilter (arXiv 2606.07502): project the embedding onto the middle "
+        "hidden_size / embed_filter right-singular directions of the unembedding matrix (lm_head), dropping both "
+        "edges of its spectrum; 1.2 keeps 83% (None: off)",
     )
     pooling: Literal["last_token", "attention_sum", "mean"] = setting(
         "last_token",
@@ -109,14 +122,33 @@ class EncoderConfig(BaseModel):
             return value[0] if len(value) == 1 else list(value)
         return value
 
-    @field_validator("demonstration")
+    @field_validator("demonstration", mode="before")
     @classmethod
-    def _check_demonstration(cls, value: str | None) -> str | None:
-        if value is not None:
-            from .prompts import demonstration_prefix
+    def _check_demonstration(cls, value: Any) -> Any:
+        """'storm+jockey' (CLI, --set) -> ['storm', 'jockey']; a list of one is that one; checked now,
+        not when the Encoder is built."""
+        if value is None:
+            return None
+        from .prompts import demonstration_prefix, demonstration_shots
 
-            demonstration_prefix(value)  # a clear error now, not when the Encoder is built
-        return value
+        demonstration_prefix(value)  # a clear error for a malformed one
+        shots = demonstration_shots(value)
+        return shots[0] if len(shots) == 1 else shots
+
+    @field_validator("demo_ensemble", mode="before")
+    @classmethod
+    def _split_demo_ensemble(cls, value: Any) -> Any:
+        """'storm,jockey+chef' (CLI, --set) -> ['storm', ['jockey', 'chef']]; every member checked."""
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, (list, tuple)) or len(value) < 2:
+            raise ValueError(f"demo_ensemble needs at least two members (one demonstration: use demonstration), got {value!r}")
+        members = [cls._check_demonstration(member) for member in value]
+        if len({str(m) for m in members}) != len(members):
+            raise ValueError(f"demo_ensemble lists each member once, got {value!r}")
+        return members
 
     @field_validator("output_layer", mode="before")
     @classmethod
@@ -140,6 +172,16 @@ class EncoderConfig(BaseModel):
     def prompt_methods(self) -> list[str]:
         """``prompt_method`` as a list (one element when it is a single method)."""
         return list(self.prompt_method) if isinstance(self.prompt_method, list) else [self.prompt_method]
+
+    def demonstrations(self) -> list[str | list[str] | None]:
+        """The demonstration of each member of a demonstration ensemble ([demonstration] without one)."""
+        return list(self.demo_ensemble) if self.demo_ensemble is not None else [self.demonstration]
+
+    @model_validator(mode="after")
+    def _check_demo_settings(self) -> EncoderConfig:
+        if self.demo_ensemble is not None and self.demonstration is not None:
+            raise ValueError("give demonstration or demo_ensemble, not both (an ensemble member may be k-shot)")
+        return self
 
     @model_validator(mode="after")
     def _check_tp_range(self) -> EncoderConfig:
@@ -257,8 +299,10 @@ def describe_entry(config: RunConfig) -> dict[str, str]:
     if config.cp_layer is not None:
         layers += f", CP {config.cp_mode} at {config.cp_layer} x {config.cp_alpha}"
     prompt = "custom template" if config.template else "+".join(config.prompt_methods())
-    if config.demonstration:
-        prompt += f" (1-shot: {config.demonstration})"
+    if config.demonstration or config.demo_ensemble:
+        prompt += f" ({describe_demonstrations(config)})"
+    if config.embed_filter is not None:
+        layers += f", EmbedFilter 1/{config.embed_filter:g}"
     if config.pooling != "last_token":
         layers += f", {config.pooling}"
     return {
@@ -268,6 +312,20 @@ def describe_entry(config: RunConfig) -> dict[str, str]:
         "prompt": prompt,
         "task": f"{config.task_set} ({config.mode})",
     }
+
+
+def describe_demonstrations(config: EncoderConfig) -> str:
+    """``1-shot storm``, ``2-shot storm+jockey``, ``ensemble of 3: storm | jockey+chef | ...`` ('' without)."""
+    from .prompts import demonstration_shots
+
+    def one(demo: str | list[str]) -> str:
+        return "+".join(demonstration_shots(demo))
+
+    if config.demo_ensemble is not None:
+        return f"demonstration ensemble of {len(config.demo_ensemble)}: " + " | ".join(map(one, config.demo_ensemble))
+    if config.demonstration is None:
+        return ""
+    return f"{len(demonstration_shots(config.demonstration))}-shot: {one(config.demonstration)}"
 
 
 def entry_document(config_file: ConfigFile, name: str) -> dict[str, Any]:

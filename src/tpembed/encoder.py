@@ -88,16 +88,17 @@ def _warn_about_odd_settings(config: EncoderConfig, output_index: int, levers: S
 
 
 def build_prompt(config: EncoderConfig, levers: Sequence[Lever]) -> tuple[list[PromptMethod], PromptMethod]:
-    """An ensemble's members (each one or more templates, rewritten by the levers: a demonstration),
-    and one PromptMethod holding all their templates in order."""
+    """An ensemble's members (each one or more templates, rewritten by the levers: a demonstration;
+    prompt-major, then demonstration-ensemble member), and one PromptMethod holding all their templates in order."""
     use_placeholder = any(lever.uses_placeholder for lever in levers)
     names = [None] if config.template is not None else config.prompt_methods()
-    members = []
+    members: list[PromptMethod] = []
     for name in names:
-        method = get_prompt_method(name or "", config.template, use_placeholder=use_placeholder)
-        for lever in levers:
-            method = lever.rewrite_prompt(method)
-        members.append(method)
+        methods = [get_prompt_method(name or "", config.template, use_placeholder=use_placeholder)]
+        for lever in levers:  # a lever may split a member in several (a demonstration ensemble)
+            rewritten = [lever.rewrite_prompt(m) for m in methods]
+            methods = [m for r in rewritten for m in (r if isinstance(r, list) else [r])]
+        members.extend(methods)
     if len(members) == 1:
         return members, members[0]
     combined = PromptMethod(
@@ -260,8 +261,14 @@ class Encoder:
             for member in self.members:
                 members.append(per_template[first : first + len(member.templates)].mean(axis=0))
                 first += len(member.templates)
-            out[k] = ensemble_mean(members)[order]
+            out[k] = self.postprocess(ensemble_mean(members))[order]
         return out
+
+    def postprocess(self, vectors: np.ndarray) -> np.ndarray:
+        """The levers' post-processing (EmbedFilter) of one output layer's combined vectors."""
+        for lever in self.levers:
+            vectors = lever.transform(vectors)
+        return vectors
 
     def count_tokens(self, sentences: str | Sequence[str]) -> list[int]:
         """Prompt tokens each sentence is encoded with (prompt included, after truncation).

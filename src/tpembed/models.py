@@ -76,6 +76,8 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     layers: nn.ModuleList
     identity: dict[str, Any] = field(default_factory=dict)
+    #: the lm_head's weight (vocab x hidden), kept for EmbedFilter; a tied one costs no memory
+    unembedding: torch.Tensor | None = None
 
     @property
     def num_layers(self) -> int:
@@ -178,7 +180,9 @@ def prepare_model(
     with model_lock(base):  # an Encoder may be running this model in another thread
         _check_causal(base, base.get_input_embeddings().weight.shape[0])
     info = {"model_type": config.model_type, "num_layers": len(layers), "hidden_size": config.hidden_size}
-    return LoadedModel(base, tokenizer, layers, {**info, **(identity or {})})
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    unembedding = head.weight if head is not None else None
+    return LoadedModel(base, tokenizer, layers, {**info, **(identity or {})}, unembedding)
 
 
 def packaged_model_file(name: str, cache_dir: Path | None = None) -> Path:

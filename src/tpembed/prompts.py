@@ -12,6 +12,7 @@ strings character for character, e.g.::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 PLACEHOLDER_TOKEN = "<PST>"
@@ -87,35 +88,96 @@ PROMPTS: dict[str, PromptMethod] = {
 }
 
 
-#: One-shot demonstrations for PromptEOL-style prompts (arXiv 2307.16645's in-context learning):
-#: a sentence and the one word that sums it up. Written for tpembed (not taken from any STS data);
-#: which one helps is chosen on STS-B dev (``tpembed search --demos``).
+#: Demonstrations for PromptEOL-style prompts (in-context learning, arXiv 2307.16645): a sentence and
+#: the one word that sums it up. Written for tpembed across genres (image captions, news and
+#: headlines, forum questions, dictionary definitions, reviews, everyday and science statements);
+#: none is taken from STS or SICK data (``tests/test_demonstrations.py`` checks every SentEval
+#: sentence). Which ones help is chosen on STS-B dev (``tpembed search --demos``).
 DEMONSTRATIONS: dict[str, tuple[str, str]] = {
+    # captions
     "jockey": ("A jockey is riding a horse in a race.", "Racing"),
     "chef": ("A chef is chopping vegetables in a busy kitchen.", "Cooking"),
+    "surfer": ("A surfer rides a large wave near the rocky shore.", "Surfing"),
+    "kitten": ("A small kitten is sleeping on a pile of laundry.", "Cat"),
+    "violin": ("A girl is practising the violin in her bedroom.", "Music"),
+    "tractor": ("An old tractor is pulling a plough across a muddy field.", "Farming"),
+    "skiers": ("Two skiers are racing down a snowy slope.", "Skiing"),
+    "bus": ("Passengers are waiting for a bus in the rain.", "Commute"),
+    # news and headlines
     "storm": ("Heavy rain and strong winds knocked out power across the city.", "Storm"),
     "market": ("Shares dropped after the company reported lower profits.", "Stocks"),
+    "election": ("Voters in the northern province go to the polls on Sunday.", "Election"),
+    "vaccine": ("Health officials approve a new vaccine for seasonal flu.", "Medicine"),
+    "earthquake": ("A strong earthquake shook the coastal town early this morning.", "Earthquake"),
+    "strike": ("Rail workers walk out over pay, halting trains nationwide.", "Strike"),
+    "bribery": ("The court sentenced the former mayor to five years for bribery.", "Corruption"),
+    "satellite": ("The space agency launched a weather satellite from its island base.", "Space"),
+    "trade": ("The two countries signed a trade agreement after months of talks.", "Trade"),
+    "wildfire": ("Firefighters battled a forest blaze that forced hundreds to flee.", "Wildfire"),
+    # forum questions
+    "battery": ("My laptop battery drains within an hour, how can I fix it?", "Battery"),
+    "baking": ("What can I use instead of eggs when baking a cake?", "Baking"),
+    "visa": ("Do I need a visa to work abroad for six months?", "Visa"),
+    "tomatoes": ("Why are the leaves on my tomato plants turning yellow?", "Gardening"),
+    "sorting": ("How do I sort a list of dictionaries by one key in Python?", "Programming"),
+    # definitions
+    "thermometer": ("an instrument for measuring the temperature of the air or of a body", "Thermometer"),
+    "drought": ("a long period with little or no rain", "Drought"),
+    "librarian": ("a person who looks after a collection of books", "Librarian"),
+    "bridge": ("a structure that carries a road over a river", "Bridge"),
+    # reviews
+    "film": ("The film was far too long and the jokes fell flat.", "Boring"),
+    "hotel": ("The staff were friendly and the room was spotless.", "Pleasant"),
+    # everyday and science statements
+    "homework": ("The teacher asked the students to hand in their essays by Friday.", "Homework"),
+    "marathon": ("Thousands of runners crossed the finish line of the city marathon.", "Marathon"),
+    "wedding": ("The couple exchanged rings in front of their families.", "Wedding"),
+    "recycling": ("Residents must now sort plastic, paper and glass into separate bins.", "Recycling"),
+    "delay": ("Our flight was delayed by three hours because of fog.", "Delay"),
+    "photosynthesis": ("Plants turn sunlight, water and carbon dioxide into sugar.", "Photosynthesis"),
+    "volcano": ("Lava poured down the mountainside after the eruption.", "Volcano"),
 }
 
+#: One demonstration (a built-in name or ``"SENTENCE => WORD"``), or several in order (k-shot).
+Demonstration = str | Sequence[str]
 
-def demonstration_prefix(demonstration: str) -> str:
-    """The text put before every template: a built-in name or ``"SENTENCE => WORD"``."""
-    if demonstration in DEMONSTRATIONS:
-        sentence, word = DEMONSTRATIONS[demonstration]
+
+def demonstration_shots(demonstration: Demonstration) -> list[str]:
+    """The shots of a demonstration setting, in order: ``"storm"`` -> ``["storm"]``; ``"storm+jockey"``
+    (built-in names joined by ``+``) or ``["storm", "jockey"]`` -> both (k-shot)."""
+    if isinstance(demonstration, str):
+        if "=>" not in demonstration and "+" in demonstration:
+            return [part.strip() for part in demonstration.split("+")]
+        return [demonstration]
+    shots = list(demonstration)
+    if not shots or not all(isinstance(shot, str) for shot in shots):
+        raise ValueError(f"a k-shot demonstration is a non-empty list of demonstrations, got {demonstration!r}")
+    return shots
+
+
+def _shot_prefix(shot: str) -> str:
+    if shot in DEMONSTRATIONS:
+        sentence, word = DEMONSTRATIONS[shot]
     else:
-        sentence, sep, word = demonstration.partition("=>")
+        sentence, sep, word = shot.partition("=>")
         sentence, word = sentence.strip(), word.strip()
         if not sep or not sentence or not word:
             raise ValueError(
-                f"demonstration must be one of {sorted(DEMONSTRATIONS)} or 'SENTENCE => WORD', got {demonstration!r}"
+                f"a demonstration is one of the built-in names ({', '.join(sorted(DEMONSTRATIONS))}) or "
+                f"'SENTENCE => WORD', got {shot!r}"
             )
     if "{" in sentence + word or "}" in sentence + word:
-        raise ValueError(f"a demonstration may not contain braces: {demonstration!r}")
+        raise ValueError(f"a demonstration may not contain braces: {shot!r}")
     return f'This sentence : "{normalize_sentence(sentence)}" means in one word:"{word}". '
 
 
-def with_demonstration(method: PromptMethod, demonstration: str | None) -> PromptMethod:
-    """``method`` with a one-shot demonstration before each template (unchanged when None)."""
+def demonstration_prefix(demonstration: Demonstration) -> str:
+    """The text put before every template: one solved example per shot, in order."""
+    return "".join(_shot_prefix(shot) for shot in demonstration_shots(demonstration))
+
+
+def with_demonstration(method: PromptMethod, demonstration: Demonstration | None) -> PromptMethod:
+    """``method`` with the demonstration (one or k shots) before each template (unchanged when None)."""
     if demonstration is None:
         return method
     prefix = demonstration_prefix(demonstration)

@@ -16,10 +16,23 @@ def configs(
     show: Annotated[
         Optional[str], typer.Option("--show", metavar="NAME", help="print entry NAME as a config file to copy and edit")
     ] = None,
+    demos: Annotated[
+        bool, typer.Option("--demos", help="list the built-in demonstrations (names for demonstration, demo_ensemble, --demos)")
+    ] = False,
     config: ConfigFileOption = None,
 ) -> None:
     """List the named configs for `tpembed run NAME`: model, plan, layers, prompt, tasks."""
     import yaml
+
+    if demos:
+        from ..prompts import DEMONSTRATIONS
+
+        width = max(map(len, DEMONSTRATIONS))
+        for name, (sentence, word) in DEMONSTRATIONS.items():
+            typer.echo(f"{name.ljust(width)}  {sentence} => {word}")
+        typer.echo(f"\n{len(DEMONSTRATIONS)} demonstrations; k-shot: demonstration=storm+jockey, "
+                   "ensemble: demo_ensemble=storm,jockey+chef")
+        return
 
     from ..config import default_config_path, describe_entry, entry_document, load_config_file
 

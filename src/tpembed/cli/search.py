@@ -12,8 +12,8 @@ from ._common import check_output_folder, config_source, user_errors
 from .evaluate import CacheOption, DataOption, LimitOption, QuietOption
 
 # the fields the search varies, each from its own list option (--prompts, --tp, ...); cp_mode is one value
-SEARCHED = ("prompt_method", "demonstration", "use_which_plan", "tp_starting_index", "tp_exiting_index", "cp_layer",
-            "cp_alpha", "pooling", "output_layer")
+SEARCHED = ("prompt_method", "demonstration", "demo_ensemble", "use_which_plan", "tp_starting_index",
+            "tp_exiting_index", "cp_layer", "cp_alpha", "pooling", "output_layer", "embed_filter")
 
 
 @app.command()
@@ -28,8 +28,16 @@ def search(
     ] = "off",
     cp_alphas: Annotated[str, typer.Option("--cp-alphas", help="CP alpha options, e.g. 0.5,1")] = "1",
     demos: Annotated[
-        str, typer.Option("--demos", help="one-shot demonstration options: none and/or built-in names (jockey,chef,...)")
+        str,
+        typer.Option(
+            "--demos",
+            help="demonstration options: none, built-in names (tpembed configs --demos), '+' joins the shots of a "
+            "k-shot option, '|' the members of an ensemble: none,storm,storm+jockey,storm|jockey|chef",
+        ),
     ] = "none",
+    filters: Annotated[
+        str, typer.Option("--filters", help="EmbedFilter options: off and/or ratios above 1, e.g. off,1.2,1.5,2")
+    ] = "off",
     poolings: Annotated[
         str, typer.Option("--pooling", help="pooling options: last_token, attention_sum (comma-separated)")
     ] = "last_token",
@@ -65,14 +73,14 @@ def search(
 ) -> None:
     """Search the recipe on STS-B dev (never a test set); write grid.csv, ranked.csv, search.json, best.yaml.
 
-    The search varies the prompt, demonstration, TP plan, CP layer and alpha, pooling and output
-    layers from the options above (--cp-mode picks CP's mode); every other setting is the config's.
+    The search varies the prompt, demonstration (one, k-shot or an ensemble), TP plan, CP layer and
+    alpha, pooling, output layers and EmbedFilter from the options above (--cp-mode picks CP's mode); every other setting is the config's.
     """
     from ..evaluation import ensure_senteval, tasks_for
 
     with user_errors():
         check_output_folder(out, "grid.csv")
-        from ..tuning import (SearchSpace, parse_cp_layers, parse_demos, parse_floats, parse_layers,
+        from ..tuning import (SearchSpace, parse_cp_layers, parse_demos, parse_filters, parse_floats, parse_layers,
                               parse_prompt_options, parse_tp_options)
 
         config = run_config.encoder_config()
@@ -84,6 +92,7 @@ def search(
             cp_mode=config.cp_mode,
             poolings=[p.strip() for p in poolings.split(",") if p.strip()],
             demos=parse_demos(demos),
+            filters=parse_filters(filters),
             outputs=parse_layers(outputs) if outputs else [],
             max_window=max_window,
         )

@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 
 from .hooks import resolve_output_layer
@@ -90,8 +91,9 @@ class Lever:
         """What this lever adds to the identity (keys of the embedding cache and friends)."""
         return {}
 
-    def rewrite_prompt(self, method: PromptMethod) -> PromptMethod:
-        """The prompt method with this lever's change (e.g. a demonstration before it)."""
+    def rewrite_prompt(self, method: PromptMethod) -> PromptMethod | list[PromptMethod]:
+        """The prompt method with this lever's change (e.g. a demonstration before it); a list makes
+        each one an ensemble member (averaged L2-normalised, as prompt ensembles are)."""
         return method
 
     def warning(self, first_output_index: int) -> str | None:
@@ -111,6 +113,11 @@ class Lever:
     def batch_hooks(self, batch: Batch) -> AbstractContextManager[Any]:
         """Hooks for one forward batch; they must be removed when the block ends."""
         return nullcontext()
+
+    def transform(self, vectors: np.ndarray) -> np.ndarray:
+        """Post-processing of the final vectors ``(rows, dim)`` of one output layer, after the ensemble
+        mean (linear transforms commute with the mean over a layer list)."""
+        return vectors
 
 
 class Pooling(Lever, abstract=True):

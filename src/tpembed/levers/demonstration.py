@@ -1,8 +1,11 @@
-"""A one-shot demonstration before every prompt (``demonstration``: a built-in name or
-'SENTENCE => WORD'); the demonstrations themselves are data in :mod:`tpembed.prompts`.
+"""Demonstrations before every prompt: one or k shots (``demonstration``), or an ensemble whose members
+each put their own before the prompt (``demo_ensemble``). The demonstrations themselves are data in
+:mod:`tpembed.prompts`.
 
 It changes only the prompt text, and the prompt text is in the identity, so it adds no key of its
-own. With the prefix cache the demonstration is part of the shared prefix: it costs one row per call.
+own (an ensemble's members are the identity's ``ensemble``). With the prefix cache a demonstration is
+part of the shared prefix: it costs one row per call, however many shots; each ensemble member is
+one more pass over the sentences.
 """
 
 from __future__ import annotations
@@ -14,16 +17,18 @@ from .base import Lever
 
 
 class Demonstration(Lever):
-    """``demonstration``: prepend one solved example to every template."""
+    """``demonstration`` / ``demo_ensemble``: solved examples before every template."""
 
     order = 30
 
     @classmethod
     def enabled(cls, config: Any) -> bool:
-        return config.demonstration is not None
+        return config.demonstration is not None or config.demo_ensemble is not None
 
     def validate(self) -> None:
-        demonstration_prefix(self.config.demonstration)  # a clear error for a malformed one
+        for demonstration in self.config.demonstrations():
+            demonstration_prefix(demonstration)  # a clear error for a malformed one
 
-    def rewrite_prompt(self, method: PromptMethod) -> PromptMethod:
-        return with_demonstration(method, self.config.demonstration)
+    def rewrite_prompt(self, method: PromptMethod) -> PromptMethod | list[PromptMethod]:
+        members = [with_demonstration(method, demo) for demo in self.config.demonstrations()]
+        return members[0] if len(members) == 1 else members

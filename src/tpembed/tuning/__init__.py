@@ -20,7 +20,7 @@ from .loading import load_for_tuning
 from .outputs import entry_name, short_model_name, write_config_file, write_csv, yaml_entry
 from .scorer import DEV_TASK, DevScorer, ForwardCount, count_forwards, dev_data, dev_pairs, encode_layers_cached
 from .search_outputs import format_ranked, write_outputs
-from .space import (AXES, SearchSpace, axis_settings, check_space, parse_cp_layers, parse_demos, parse_floats,
+from .space import (AXES, SearchSpace, axis_settings, check_space, parse_cp_layers, parse_demos, parse_filters, parse_floats,
                     parse_prompt_options, parse_tp_options)
 
 __all__ = [
@@ -28,7 +28,7 @@ __all__ = [
     "SweepResult", "ablation", "axis_settings", "check_grid", "check_output_layers", "check_space",
     "coordinate_ascent", "count_forwards", "default_exits", "dev_data", "dev_pairs", "encode_layers_cached",
     "entry_name", "format_grid", "format_ranked", "load_for_search", "load_for_sweep", "load_for_tuning",
-    "output_layers", "parse_cp_layers", "parse_demos", "parse_floats", "parse_layers", "parse_prompt_options",
+    "output_layers", "parse_cp_layers", "parse_demos", "parse_filters", "parse_floats", "parse_layers", "parse_prompt_options",
     "parse_tp_options", "plan_grid", "plan_settings", "refusal", "row_candidate", "run_search", "run_sweep",
     "short_model_name", "time_ratio", "write_best_yaml", "write_config_file", "write_csv", "write_grid",
     "write_heatmap", "write_outputs", "yaml_entry",

@@ -32,14 +32,22 @@ def ablation(scorer: DevScorer, recipe: Candidate, vanilla_layers: Sequence[int]
         rows.append(("- TP (vanilla plan)", recipe.replace(**plan_settings(None))))
     if recipe.get("cp_layer") is not None:
         rows.append(("- CP", recipe.replace(cp_layer=None)))
-    if recipe.get("demonstration") is not None:
-        rows.append(("- demonstration (0-shot)", recipe.replace(demonstration=None)))
+    demonstration, members = recipe.get("demonstration"), recipe.get("demo_ensemble")
+    if isinstance(demonstration, tuple):  # k-shot: each shot alone
+        rows += [(f"- k-shot (only {shot})", recipe.replace(demonstration=shot)) for shot in demonstration]
+    if members is not None:
+        rows += [(f"- demonstration ensemble (only {'+'.join(m) if isinstance(m, tuple) else m})",
+                  recipe.replace(demonstration=m, demo_ensemble=None)) for m in members]
+    if demonstration is not None or members is not None:
+        rows.append(("- demonstration (0-shot)", recipe.replace(demonstration=None, demo_ensemble=None)))
+    if recipe.get("embed_filter") is not None:
+        rows.append(("- EmbedFilter", recipe.replace(embed_filter=None)))
     if recipe.get("pooling", "last_token") != "last_token":
         rows.append(("- attention sum (last-token state)", recipe.replace(pooling="last_token")))
     if len(layers) > 1:
         rows += [(f"- layer window (only {k})", recipe.replace(output_layer=k)) for k in layers]
     plain = recipe.replace(prompt_method="prompteol", **plan_settings(None), output_layer=last_layer, cp_layer=None,
-                           pooling="last_token", demonstration=None)
+                           pooling="last_token", demonstration=None, demo_ensemble=None, embed_filter=None)
     rows.append((f"vanilla PromptEOL, last layer {last_layer}", plain))
     best_layer = max(sorted(set(vanilla_layers) | {last_layer}),
                      key=lambda k: scorer.score(plain.replace(output_layer=k)))

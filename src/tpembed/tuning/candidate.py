@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..config import EncoderConfig, RunConfig, searchable_settings
+from ..config import EncoderConfig, RunConfig, describe_demonstrations, searchable_settings
 
 Plan = tuple[int, int] | None  # a TP range [start, exit); None = vanilla
 
@@ -18,10 +18,15 @@ def plan_settings(plan: Plan) -> dict[str, Any]:
 
 
 def _frozen(value: Any) -> Any:
-    # lists become tuples so a candidate can key a dict; a list of one is that value, as in EncoderConfig
+    # lists (nested ones too: a demonstration ensemble of k-shot members) become tuples so a candidate
+    # can key a dict; a list of one is that value, as in EncoderConfig
     if isinstance(value, (list, tuple)):
-        return value[0] if len(value) == 1 else tuple(value)
+        return _frozen(value[0]) if len(value) == 1 else tuple(_frozen(v) for v in value)
     return value
+
+
+def _thawed(value: Any) -> Any:
+    return [_thawed(v) for v in value] if isinstance(value, tuple) else value
 
 
 class Candidate(Mapping[str, Any]):
@@ -70,7 +75,7 @@ class Candidate(Mapping[str, Any]):
 
     def settings(self) -> dict[str, Any]:
         """The candidate as EncoderConfig keyword arguments (ensembles and layer lists as lists)."""
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in self._items.items()}
+        return {key: _thawed(value) for key, value in self._items.items()}
 
     def config(self, base: Mapping[str, Any]) -> EncoderConfig:
         """The candidate on top of ``base`` (the settings no tuner varies), validated."""
@@ -88,7 +93,9 @@ class Candidate(Mapping[str, Any]):
         """A short human-readable description of the fields it sets."""
         get = self._value
         parts = []
-        demo = "" if get("demonstration") is None else f"(1-shot {get('demonstration')})"
+        demo = describe_demonstrations(EncoderConfig(demonstration=_thawed(get("demonstration")),
+                                                     demo_ensemble=_thawed(get("demo_ensemble"))))
+        demo = f"({demo})" if demo else ""
         if "prompt_method" in self:
             parts.append(" ".join(filter(None, ["+".join(map(str, self.as_list("prompt_method"))), demo])))
         elif demo:
@@ -100,6 +107,8 @@ class Candidate(Mapping[str, Any]):
             parts.append("CP off" if get("cp_layer") is None else f"CP@{get('cp_layer')}x{get('cp_alpha'):g}")
         if get("pooling") != "last_token":
             parts.append(str(get("pooling")))
+        if get("embed_filter") is not None:
+            parts.append(f"EmbedFilter 1/{get('embed_filter'):g}")
         if "output_layer" in self:
             parts.append(f"layers {','.join(map(str, self.as_list('output_layer')))}")
         return " | ".join(parts)

@@ -104,7 +104,11 @@ def _row_key(config: EncoderConfig) -> tuple[tuple[str, Any], ...]:
     settings = config.model_dump(exclude={"output_layer"})
     if config.cp_layer is None:
         del settings["cp_alpha"], settings["cp_mode"]
-    return tuple(settings.items())
+    return tuple((key, _hashable(value)) for key, value in settings.items())
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(_hashable(v) for v in value) if isinstance(value, list) else value
 
 
 class DevScorer:
@@ -157,9 +161,16 @@ class DevScorer:
         missing = sorted(set(config.output_layers()) - set(self.outputs))
         if missing:
             raise ValueError(f"output layers {missing} are not among the scorer's {self.outputs}")
-        # an ensemble is combined from its members' rows, so it costs no pass of its own
-        rows = [self._row(config.model_copy(update={"prompt_method": m})) for m in config.prompt_methods()]
-        return layer_mean([ensemble_mean([row[k] for row in rows]) for k in config.output_layers()])
+        # an ensemble (prompts x demonstrations, in the Encoder's order) is combined from its members'
+        # rows, and EmbedFilter applied after, so neither costs a pass of its own
+        rows = [
+            self._row(config.model_copy(update={"prompt_method": m, "demonstration": d, "demo_ensemble": None,
+                                                "embed_filter": None}))
+            for m in config.prompt_methods() for d in config.demonstrations()
+        ]
+        finish = Encoder(self.loaded, config=config).postprocess if config.embed_filter is not None else None
+        by_layer = [ensemble_mean([row[k] for row in rows]) for k in config.output_layers()]
+        return layer_mean([finish(v) for v in by_layer] if finish else by_layer)
 
     def score(self, candidate: Candidate) -> float:
         """STS-B dev Spearman x100 of ``candidate``: what ``tpembed eval`` of its settings gives on these pairs."""

@@ -12,16 +12,27 @@ from .ascent import Evaluation, SearchResult
 from .candidate import Candidate
 from .outputs import entry_name, write_config_file, write_csv
 
-COLUMNS = ["prompts", "demo", "tp", "cp_layer", "cp_alpha", "pooling", "layers", "spearman"]
+COLUMNS = ["prompts", "demo", "tp", "cp_layer", "cp_alpha", "pooling", "layers", "filter", "spearman"]
 
 
 def _cells(c: Candidate, score: float) -> list[Any]:
     """One candidate as the COLUMNS of the CSV files."""
     tp = "vanilla" if c["use_which_plan"] == "vanilla" else f"{c['tp_starting_index']}-{c['tp_exiting_index']}"
     cp_on = c["cp_layer"] is not None
-    return ["+".join(c.as_list("prompt_method")), c["demonstration"] or "", tp, c["cp_layer"] if cp_on else "off",
+    return ["+".join(c.as_list("prompt_method")), _demo_cell(c), tp, c["cp_layer"] if cp_on else "off",
             c["cp_alpha"] if cp_on else "", c["pooling"], ",".join(map(str, c.as_list("output_layer"))),
-            f"{score:.4f}"]
+            "" if c.get("embed_filter") is None else c["embed_filter"], f"{score:.4f}"]
+
+
+def _demo_cell(c: Candidate) -> str:
+    """The demonstration option as ``--demos`` spells it: storm, storm+jockey, storm|jockey+chef ('' when off)."""
+    def shots(value: object) -> str:
+        return "+".join(value) if isinstance(value, tuple) else str(value)
+
+    if c.get("demo_ensemble") is not None:
+        members = c["demo_ensemble"]
+        return "|".join(shots(m) for m in members)
+    return "" if c.get("demonstration") is None else shots(c["demonstration"])
 
 
 GAIN_COLUMNS = ["gain", "ci_low", "ci_high", "adopted"]  # grid.csv: the step's gain over the current candidate

@@ -10,17 +10,32 @@ from .candidate import Candidate, Plan, plan_settings
 from .layers import check_output_layers, refusal
 
 # the axes in the order a round visits them; the names are the columns of search's grid.csv
-AXES = ("prompts", "demo", "tp", "cp_layer", "cp_alpha", "pooling", "layers")
-_FIELD = {"prompts": "prompt_method", "demo": "demonstration", "cp_layer": "cp_layer", "cp_alpha": "cp_alpha",
-          "pooling": "pooling", "layers": "output_layer"}  # "tp" sets the three plan fields
+AXES = ("prompts", "demo", "tp", "cp_layer", "cp_alpha", "pooling", "layers", "filter")
+_FIELD = {"prompts": "prompt_method", "cp_layer": "cp_layer", "cp_alpha": "cp_alpha",
+          "pooling": "pooling", "layers": "output_layer", "filter": "embed_filter"}  # "tp": the plan fields
 _TITLE = {"prompts": "prompt options", "demo": "demonstration options", "tp": "TP options",
-          "cp_layer": "CP layers", "cp_alpha": "CP alpha options", "pooling": "pooling options"}
+          "cp_layer": "CP layers", "cp_alpha": "CP alpha options", "pooling": "pooling options",
+          "filter": "EmbedFilter options"}
+
+
+@dataclass(frozen=True)
+class DemoEnsemble:
+    """A demonstration option that is an ensemble: its members (each a name or a k-shot tuple)."""
+
+    members: tuple[str | tuple[str, ...], ...]
+
+
+Demo = str | tuple[str, ...] | DemoEnsemble | None  # off, one shot, k shots, an ensemble
 
 
 def axis_settings(axis: str, value: Any) -> dict[str, Any]:
     """One option of ``axis`` as the EncoderConfig fields it sets."""
     if axis == "tp":
         return plan_settings(value)
+    if axis == "demo":  # both demonstration fields, so an option replaces whichever the current one set
+        if isinstance(value, DemoEnsemble):
+            return {"demonstration": None, "demo_ensemble": [list(m) if isinstance(m, tuple) else m for m in value.members]}
+        return {"demonstration": list(value) if isinstance(value, tuple) else value, "demo_ensemble": None}
     if axis not in _FIELD:
         raise ValueError(f"unknown axis {axis!r}; the axes are {', '.join(AXES)}")
     return {_FIELD[axis]: value}
@@ -36,7 +51,8 @@ class SearchSpace:
     cp_alphas: list[float] = field(default_factory=lambda: [1.0])
     cp_mode: str = "ns"
     poolings: list[str] = field(default_factory=lambda: ["last_token"])
-    demos: list[str | None] = field(default_factory=lambda: [None])
+    demos: list[Demo] = field(default_factory=lambda: [None])
+    filters: list[float | None] = field(default_factory=lambda: [None])  # EmbedFilter ratios (None: off)
     outputs: list[int] = field(default_factory=list)  # candidate single output layers (default: upper half)
     max_window: int = 1  # layer options: every run of 1..max_window consecutive candidate layers
 
@@ -53,7 +69,7 @@ class SearchSpace:
     def values(self, axis: str) -> list[Any]:
         """Every option of ``axis`` as given."""
         by_axis = {"prompts": self.prompts, "demo": self.demos, "tp": self.tp, "cp_layer": self.cp_layers,
-                   "cp_alpha": self.cp_alphas, "pooling": self.poolings}
+                   "cp_alpha": self.cp_alphas, "pooling": self.poolings, "filter": self.filters}
         return self.layer_options() if axis == "layers" else list(by_axis[axis])
 
     def options(self, axis: str, current: Candidate) -> list[dict[str, Any]]:
@@ -67,7 +83,7 @@ class SearchSpace:
         return Candidate(
             prompt_method=self.prompts[0], **plan_settings(self.tp[0]), output_layer=self.outputs[-1],
             cp_layer=self.cp_layers[0], cp_alpha=self.cp_alphas[0], cp_mode=self.cp_mode,
-            pooling=self.poolings[0], demonstration=self.demos[0],
+            pooling=self.poolings[0], **axis_settings("demo", self.demos[0]), embed_filter=self.filters[0],
         )
 
 
@@ -118,20 +134,25 @@ def parse_tp_options(text: str) -> list[Plan]:
     return out
 
 
-def parse_cp_layers(text: str) -> list[int | None]:
-    """``"off,2,4"`` -> ``[None, 2, 4]`` (decoder layers, 0-based)."""
-    out: list[int | None] = []
+def _parse_optional(text: str, convert: type, what: str, hint: str) -> list[Any]:
+    """``"off,2,4"`` -> ``[None, convert("2"), convert("4")]`` (off or none: the lever off)."""
+    out: list[Any] = []
     for part in (p.strip() for p in text.split(",")):
         if part in ("off", "none"):
             out.append(None)
         elif part:
             try:
-                out.append(int(part))
+                out.append(convert(part))
             except ValueError:
-                raise ValueError(f"CP layer {part!r}: use off or a decoder layer number") from None
+                raise ValueError(f"{what} {part!r}: use off or {hint}") from None
     if not out:
-        raise ValueError(f"no CP layer options in {text!r}")
+        raise ValueError(f"no {what} options in {text!r}")
     return out
+
+
+def parse_cp_layers(text: str) -> list[int | None]:
+    """``"off,2,4"`` -> ``[None, 2, 4]`` (decoder layers, 0-based)."""
+    return _parse_optional(text, int, "CP layer", "a decoder layer number")
 
 
 def parse_floats(text: str) -> list[float]:
@@ -145,6 +166,34 @@ def parse_floats(text: str) -> list[float]:
     return values
 
 
-def parse_demos(text: str) -> list[str | None]:
-    """``"none,chef,storm"`` -> ``[None, "chef", "storm"]`` (none or off: no demonstration)."""
-    return [None if part in ("none", "off") else part for part in (p.strip() for p in text.split(",")) if part]
+def parse_demos(text: str) -> list[Demo]:
+    """``"none,storm,storm+jockey,storm|jockey+chef"`` -> ``[None, "storm", ("storm", "jockey"),
+    DemoEnsemble(("storm", ("jockey", "chef")))]``: ``,`` between options, ``+`` joins the shots of a
+    k-shot demonstration, ``|`` the members of an ensemble (none or off: no demonstration). Checked."""
+
+    def shots(part: str) -> str | tuple[str, ...]:
+        names = tuple(p.strip() for p in part.split("+") if p.strip())
+        return names[0] if len(names) == 1 else names
+
+    out: list[Demo] = []
+    for option in (p.strip() for p in text.split(",")):
+        if not option:
+            continue
+        if option in ("none", "off"):
+            out.append(None)
+            continue
+        members = [shots(m) for m in option.split("|") if m.strip()]
+        value: Demo = DemoEnsemble(tuple(members)) if len(members) > 1 else members[0]
+        EncoderConfig(**axis_settings("demo", value))  # a clear error for an unknown name or a bad ensemble
+        out.append(value)
+    if not out:
+        raise ValueError(f"no demonstration options in {text!r}")
+    return out
+
+
+def parse_filters(text: str) -> list[float | None]:
+    """``"off,1.2,2"`` -> ``[None, 1.2, 2.0]`` (EmbedFilter ratios: keep hidden / ratio directions)."""
+    out = _parse_optional(text, float, "EmbedFilter", "a ratio above 1, e.g. 1.2")
+    for ratio in out:
+        EncoderConfig(embed_filter=ratio)  # a clear error for a ratio <= 1
+    return out
