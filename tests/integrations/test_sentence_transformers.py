@@ -131,6 +131,16 @@ def test_save_and_load_round_trip(tiny, tiny_model_dir, tmp_path):
         SentenceTransformer(str(tmp_path), trust_remote_code=True, model_kwargs={"no_such_setting": 1})
 
 
+def test_demonstrations_and_embed_filter_travel_with_the_saved_model(tiny_model_dir, tmp_path):
+    recipe = {**TINY_SETTINGS, "demo_ensemble": ["storm", ["jockey", "chef"]], "embed_filter": 1.5}
+    want = Encoder(model=tiny_model_dir, **recipe).encode(SENTENCES)
+    assert np.abs(want - Encoder(model=tiny_model_dir, **TINY_SETTINGS).encode(SENTENCES)).max() > 1e-2
+    st = to_sentence_transformer(model=tiny_model_dir, **recipe)
+    assert_close(st.encode(SENTENCES, batch_size=2), want)
+    st.save(str(tmp_path))
+    assert_close(SentenceTransformer(str(tmp_path), trust_remote_code=True).encode(SENTENCES), want)
+
+
 def test_loading_warns_when_the_weights_changed(tiny, tmp_path):
     st, _ = tiny
     st.save(str(tmp_path))

@@ -21,6 +21,9 @@ uvicorn = pytest.importorskip("uvicorn")
 TINY_CONFIGS = {
     "tiny": EncoderConfig(model="tiny-llama", use_which_plan="vanilla", device="cpu", batch_size=8),
     "tiny-tp": EncoderConfig(model="tiny-llama", tp_starting_index=1, tp_exiting_index=3, device="cpu", batch_size=8),
+    # post-processing and ensembles must reach the wire as the library gives them
+    "tiny-recipe": EncoderConfig(model="tiny-llama", use_which_plan="vanilla", demo_ensemble=["storm", ["jockey", "chef"]],
+                                 embed_filter=1.5, cp_layer=1, cp_alpha=0.5, device="cpu", batch_size=8),
 }
 
 
