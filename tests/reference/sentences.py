@@ -22,6 +22,15 @@ def reference_sentences(n_pairs: int = 32) -> list[str]:
     return data.sentences()
 
 
+def packaged_settings() -> dict[str, dict]:
+    """Each packaged config's settings that differ from EncoderConfig's defaults (model, device, dtype
+    always), as JSON-ready dicts: what another source tree can rebuild it from."""
+    return {
+        name: {**config.model_dump(exclude_defaults=True), "model": config.model, "device": "cpu", "dtype": "float32"}
+        for name, config in packaged_configs().items()
+    }
+
+
 def packaged_configs() -> dict:
     """Every named config shipped with tpembed whose model is a packaged one, device cpu, fp32."""
     from tpembed.config import default_config_path, load_config_file
