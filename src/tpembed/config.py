@@ -316,16 +316,14 @@ def describe_entry(config: RunConfig) -> dict[str, str]:
 
 def describe_demonstrations(config: EncoderConfig) -> str:
     """``1-shot storm``, ``2-shot storm+jockey``, ``ensemble of 3: storm | jockey+chef | ...`` ('' without)."""
-    from .prompts import demonstration_shots
-
-    def one(demo: str | list[str]) -> str:
-        return "+".join(demonstration_shots(demo))
+    from .prompts import demonstration_shots, demonstration_text
 
     if config.demo_ensemble is not None:
-        return f"demonstration ensemble of {len(config.demo_ensemble)}: " + " | ".join(map(one, config.demo_ensemble))
+        members = " | ".join(map(demonstration_text, config.demo_ensemble))
+        return f"demonstration ensemble of {len(config.demo_ensemble)}: {members}"
     if config.demonstration is None:
         return ""
-    return f"{len(demonstration_shots(config.demonstration))}-shot: {one(config.demonstration)}"
+    return f"{len(demonstration_shots(config.demonstration))}-shot: {demonstration_text(config.demonstration)}"
 
 
 def entry_document(config_file: ConfigFile, name: str) -> dict[str, Any]:

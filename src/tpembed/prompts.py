@@ -155,6 +155,11 @@ def demonstration_shots(demonstration: Demonstration) -> list[str]:
     return shots
 
 
+def demonstration_text(demonstration: Demonstration) -> str:
+    """A demonstration as the CLI spells it: ``storm``, ``storm+jockey`` (k-shot)."""
+    return "+".join(demonstration_shots(demonstration))
+
+
 def _shot_prefix(shot: str) -> str:
     if shot in DEMONSTRATIONS:
         sentence, word = DEMONSTRATIONS[shot]

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..config import EncoderConfig
 from ..encoder import Encoder
+from ..prompts import demonstration_text
 from ..models import LoadedModel
 from .candidate import Candidate, plan_settings
 from .scorer import DevScorer
@@ -36,7 +37,7 @@ def ablation(scorer: DevScorer, recipe: Candidate, vanilla_layers: Sequence[int]
     if isinstance(demonstration, tuple):  # k-shot: each shot alone
         rows += [(f"- k-shot (only {shot})", recipe.replace(demonstration=shot)) for shot in demonstration]
     if members is not None:
-        rows += [(f"- demonstration ensemble (only {'+'.join(m) if isinstance(m, tuple) else m})",
+        rows += [(f"- demonstration ensemble (only {demonstration_text(m)})",
                   recipe.replace(demonstration=m, demo_ensemble=None)) for m in members]
     if demonstration is not None or members is not None:
         rows.append(("- demonstration (0-shot)", recipe.replace(demonstration=None, demo_ensemble=None)))

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..prompts import demonstration_text
 from .ascent import Evaluation, SearchResult
 from .candidate import Candidate
 from .outputs import entry_name, write_config_file, write_csv
@@ -26,13 +27,9 @@ def _cells(c: Candidate, score: float) -> list[Any]:
 
 def _demo_cell(c: Candidate) -> str:
     """The demonstration option as ``--demos`` spells it: storm, storm+jockey, storm|jockey+chef ('' when off)."""
-    def shots(value: object) -> str:
-        return "+".join(value) if isinstance(value, tuple) else str(value)
-
     if c.get("demo_ensemble") is not None:
-        members = c["demo_ensemble"]
-        return "|".join(shots(m) for m in members)
-    return "" if c.get("demonstration") is None else shots(c["demonstration"])
+        return "|".join(map(demonstration_text, c["demo_ensemble"]))
+    return "" if c.get("demonstration") is None else demonstration_text(c["demonstration"])
 
 
 GAIN_COLUMNS = ["gain", "ci_low", "ci_high", "adopted"]  # grid.csv: the step's gain over the current candidate

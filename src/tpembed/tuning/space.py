@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import EncoderConfig
+from ..prompts import demonstration_shots
 from .candidate import Candidate, Plan, plan_settings
 from .layers import check_output_layers, refusal
 
@@ -172,7 +173,7 @@ def parse_demos(text: str) -> list[Demo]:
     k-shot demonstration, ``|`` the members of an ensemble (none or off: no demonstration). Checked."""
 
     def shots(part: str) -> str | tuple[str, ...]:
-        names = tuple(p.strip() for p in part.split("+") if p.strip())
+        names = tuple(demonstration_shots(part.strip()))
         return names[0] if len(names) == 1 else names
 
     out: list[Demo] = []
