@@ -93,7 +93,7 @@ def package_version() -> str | None:
 
 
 def evaluate_minilm(model, folder: Path, data_dir, *, transfer: bool, batch_size: int, limit: int | None,
-                    out: Path | None, progress: bool) -> dict:
+                    out: Path | None, progress: bool, probe_jobs: int | None = None) -> dict:
     """The 7 STS tasks (and the transfer tasks) through tpembed.evaluation.evaluate; writes ``out``."""
     from tpembed.evaluation import evaluate, library_versions, tasks_for, write_json
     from tpembed.evaluation.pipeline import print_tables
@@ -104,7 +104,8 @@ def evaluate_minilm(model, folder: Path, data_dir, *, transfer: bool, batch_size
     def encode(sentences: list[str]) -> np.ndarray:
         return model.encode(sentences, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=progress)
 
-    result = evaluate(tasks_for(task_set, "test"), data_dir, encode, mode="test", limit=limit, progress=progress)
+    result = evaluate(tasks_for(task_set, "test"), data_dir, encode, mode="test", limit=limit, progress=progress,
+                      n_jobs=probe_jobs)
     wall = time.perf_counter() - start
     print(print_tables(result["scores"]), flush=True)
     print(f"{result['meta']['n_unique_sentences']} distinct sentences, encoded in "
@@ -188,6 +189,8 @@ def main() -> None:
     parser.add_argument("--data", default=None, help="SentEval folder (default: $TPEMBED_DATA or a found copy)")
     parser.add_argument("--out", type=Path, default=None, help="result JSON (the format of `tpembed run -o`)")
     parser.add_argument("--transfer", action="store_true", help="also the 7 transfer tasks (a few minutes more)")
+    parser.add_argument("--probe-jobs", type=int, default=None,
+                        help="worker processes for the transfer probes' fits (as tpembed run --probe-jobs)")
     parser.add_argument("--limit", type=int, default=None, help="first N pairs per task (smoke runs)")
     parser.add_argument("--batch-size", type=int, default=32, help="MiniLM batch size (sentence-transformers' default)")
     parser.add_argument("--skip-quality", action="store_true")
@@ -215,7 +218,7 @@ def main() -> None:
           flush=True)
     if not args.skip_quality:
         evaluate_minilm(model, folder, data_dir, transfer=args.transfer, batch_size=args.batch_size,
-                        limit=args.limit, out=args.out, progress=not args.quiet)
+                        limit=args.limit, out=args.out, progress=not args.quiet, probe_jobs=args.probe_jobs)
     if not args.skip_speed:
         speed = measure_speed(model, [c.strip() for c in args.tpembed.split(",") if c.strip()], data_dir,
                               n=args.speed_limit, repeats=args.repeats, minilm_batch=args.batch_size)
