@@ -52,7 +52,7 @@ from speed import PeakMemory, _status_kib
 
 from tpembed import Encoder, load_model
 from tpembed.config import resolve_config
-from tpembed.models import LoadedModel
+from tpembed.models import LoadedModel, find_decoder_layers
 
 VARIANTS = ["fp32", "bf16", "bf16 autocast", "int8 dynamic", "int8 weight-only", "int8 dynamic per-token"]
 TORCHAO_CONFIGS = {"int8 weight-only": "Int8WeightOnlyConfig",
@@ -72,6 +72,7 @@ def quantized(loaded: LoadedModel, label: str, in_place: bool = False) -> Loaded
             tq.quantize_(model, getattr(tq, TORCHAO_CONFIGS[label])(),
                          filter_fn=lambda m, fqn: isinstance(m, torch.nn.Linear) and not fqn.endswith("lm_head"))
     clone.model = model
+    clone.layers = find_decoder_layers(model)  # the hooks must go on the copy's layers, not the original's
     return clone
 
 

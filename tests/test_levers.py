@@ -118,6 +118,29 @@ def test_cp_equals_a_direct_reimplementation(llama, mode):
     assert not np.allclose(got, plain, atol=1e-3)
 
 
+def test_cp_and_attention_sum_hook_an_int8_model(tokenizer_factory):
+    """torch.ao's dynamic int8 Linear is no nn.Linear subclass: the levers must still find its o_proj in
+    the quantized model itself (hooks on another copy's modules would silently never fire)."""
+    import copy
+    import warnings
+
+    fp32 = make_model("llama")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
+        int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(fp32), {torch.nn.Linear}, dtype=torch.qint8)
+    loaded = prepare_model(int8, tokenizer_factory(), {"name": "tiny-llama-int8"})
+    for layer in loaded.layers:
+        assert output_projection(layer, int8.config.hidden_size) is layer.self_attn.o_proj
+    assert not isinstance(loaded.layers[1].self_attn.o_proj, torch.nn.Linear)
+    # int8 activations are scaled per call: one prompt per forward, whole, as the reference runs them
+    got = Encoder(loaded, use_which_plan="vanilla", output_layer=4, cp_layer=1, cp_alpha=0.5, cp_mode="ns",
+                  batch_size=1, prefix_cache=False).encode(SENTENCES)
+    np.testing.assert_allclose(got, _reference_cp(loaded, SENTENCES, 1, 0.5, "ns", 4), rtol=1e-4, atol=1e-5)
+    plain = Encoder(loaded, use_which_plan="vanilla", output_layer=4).encode(SENTENCES)
+    summed = Encoder(loaded, use_which_plan="vanilla", output_layer=4, pooling="attention_sum").encode(SENTENCES)
+    assert not np.allclose(got, plain, atol=1e-3) and not np.allclose(summed, plain, atol=1e-3)
+
+
 def test_cp_off_is_the_plain_plan_and_layers_before_cp_are_untouched(llama):
     plain = _enc(llama, output_layer=4).encode_layers(SENTENCES, [1, 2, 4])
     assert np.array_equal(_enc(llama, output_layer=4, cp_layer=None, cp_alpha=0.3).encode(SENTENCES), plain[4])

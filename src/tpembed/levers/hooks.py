@@ -54,14 +54,26 @@ def _attention_module(layer: nn.Module) -> nn.Module:
     )
 
 
-def output_projection(layer: nn.Module, hidden_size: int) -> nn.Linear:
+def _is_linear(module: nn.Module) -> bool:
+    """A linear layer: ``nn.Linear``, or a module that stands in for one (torch.ao's quantized Linear has no
+    nn.Linear base but the same ``in_features``/``out_features``) and holds no other such module."""
+    def linear_like(m: nn.Module) -> bool:
+        return hasattr(m, "in_features") and hasattr(m, "out_features")
+
+    return isinstance(module, nn.Linear) or (
+        linear_like(module) and not any(linear_like(m) for m in module.modules() if m is not module)
+    )
+
+
+def output_projection(layer: nn.Module, hidden_size: int) -> nn.Module:
     """The attention output projection of one decoder layer, found without model-family names.
 
-    It is the attention block's last ``nn.Linear`` that maps back to the residual stream
-    (``out_features == hidden_size``): q/k/v come first in every HF attention module.
+    It is the attention block's last linear layer that maps back to the residual stream
+    (``out_features == hidden_size``): q/k/v come first in every HF attention module. Only hooks
+    go on it, so a quantized stand-in for nn.Linear serves as well.
     """
     candidates = [
-        m for m in _attention_module(layer).modules() if isinstance(m, nn.Linear) and m.out_features == hidden_size
+        m for m in _attention_module(layer).modules() if _is_linear(m) and m.out_features == hidden_size
     ]
     if not candidates:
         raise ValueError(f"no Linear with out_features={hidden_size} in {type(layer).__name__}'s attention block")
