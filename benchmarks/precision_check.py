@@ -10,9 +10,8 @@ Variants of each config (default: the vanilla and the best recipe of SmolLM2), o
   in bf16, the residual stream, norms and softmax in fp32 (what "keep the sensitive part in fp32"
   gives at most);
 * ``int8 dynamic``: ``torch.ao.quantization.quantize_dynamic`` on every ``nn.Linear`` (int8 weights,
-  activations quantized per batch): the modules tpembed's hooks do not touch (TP and early exit hook
-  decoder layers; CP and the attention sum read layer and attention outputs), so the levers keep
-  working.
+  activations quantized per batch); its Linear is no nn.Linear, and the levers find the attention
+  output projection they hook all the same (``tpembed.levers.hooks.output_projection``).
 * ``int8 weight-only`` (torchao ``Int8WeightOnlyConfig``, when torchao is installed): int8 weights,
   floating-point activations, so SmolLM2's outlier activation channels are not rounded;
 * ``int8 dynamic per-token`` (torchao ``Int8DynamicActivationInt8WeightConfig``): int8 weights and
