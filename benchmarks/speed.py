@@ -21,7 +21,6 @@ Example (2 CPU threads):
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
 import platform
@@ -36,10 +35,10 @@ import torch
 
 from tpembed import Encoder, load_model
 from tpembed.evaluation import load_task
+from tpembed.evaluation.pipeline import default_data_dir
+from tpembed.memory import release_free_memory
 from tpembed.models import load_causal_lm
 from tpembed.prompts import PROMPTS, normalize_sentence, render
-from tpembed.evaluation.pipeline import default_data_dir
-
 
 # ---------------------------------------------------------------------------------------------
 # memory: peak RSS on CPU (Linux /proc, reset per variant), peak allocated on CUDA
@@ -61,10 +60,6 @@ class PeakMemory:
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        try:
-            self._libc = ctypes.CDLL("libc.so.6")
-        except OSError:
-            self._libc = None
 
     def __enter__(self) -> PeakMemory:
         gc.collect()
@@ -74,8 +69,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.before = torch.cuda.memory_allocated(self.device)
             return self
-        if self._libc is not None:  # hand freed heap back to the OS so the baseline is honest
-            self._libc.malloc_trim(0)
+        release_free_memory()  # hand freed heap back to the OS so the baseline is honest
         try:
             Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
             self.resettable = True

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..encoder import Encoder
-from .memory import release_free_memory
+from ..memory import release_free_memory
 from .metrics import Metrics
 
 log = logging.getLogger("tpembed.serving")

@@ -5,6 +5,7 @@ longest length); glibc keeps what a round frees in its arenas, so the server's r
 drifts up to the largest rounds it has seen and swings with each round's shape. ``malloc_trim(0)``
 hands the free pages back (it also releases whole free pages inside the heap, not only its top),
 so resident memory returns to the model's size plus what is in use. Not glibc (macOS, musl): a no-op.
+Used by the server's worker after each round and by the benchmarks before a peak-memory baseline.
 """
 
 from __future__ import annotations
