@@ -192,6 +192,81 @@ def test_batch_caches_keep_only_the_prefix(monkeypatch, family):
     assert_same(with_cache, without, family)
 
 
+# ---- prefix states kept across calls ------------------------------------------------------------
+
+
+def _count_prefix_runs(monkeypatch) -> list[tuple[tuple[int, ...], int]]:
+    """Record (ids, depth) of every prefix forward from now on."""
+    from tpembed.levers import prefix_cache
+
+    runs: list[tuple[tuple[int, ...], int]] = []
+    original = prefix_cache.compute_prefix
+
+    def counting(model, layers, ids, depth):
+        runs.append((tuple(ids), depth))
+        return original(model, layers, ids, depth)
+
+    monkeypatch.setattr(prefix_cache, "compute_prefix", counting)
+    return runs
+
+
+KEPT_SETTINGS = {
+    "vanilla": dict(use_which_plan="vanilla", prompt_method="prompteol", demonstration=["storm", "chef"]),
+    # TP writes its <PST> row into the embedding matrix before every batch; CP adds a pass of its own
+    "tp+cp": dict(use_which_plan="tp", tp_exiting_index=2, prompt_method="prompteol", demo_ensemble=["storm", "chef"],
+                  cp_layer=1, cp_alpha=0.5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KEPT_SETTINGS))
+def test_prefix_states_are_kept_across_calls(monkeypatch, name):
+    settings = KEPT_SETTINGS[name]
+    enc = Encoder(make_model("llama"), tokenizer=make_tokenizer(), **settings)
+    runs = _count_prefix_runs(monkeypatch)
+    first = enc.encode(SENTENCES, batch_size=4)
+    assert runs, "no prefix was computed"
+    first_runs = list(runs)
+    second = enc.encode(SENTENCES[::-1], batch_size=3)[::-1]
+    assert runs == first_runs, "the second call computed its prefixes again"
+    off = Encoder(enc.loaded, prefix_cache=False, **settings).encode(SENTENCES, batch_size=4)
+    assert_same(first, off, name)
+    assert_same(second, off, name)
+
+
+@pytest.mark.parametrize("change", ["a decoder weight", "a prefix token's embedding"])
+def test_kept_prefix_states_follow_in_place_weight_changes(monkeypatch, change):
+    """A weight written in place between calls (an optimizer step, load_state_dict) retires the
+    kept states: the next call equals a fresh encoder on the changed model."""
+    from tpembed.levers.prefix_cache import PrefixCache
+
+    settings = dict(use_which_plan="tp", tp_exiting_index=2, prompt_method="ke")
+    enc = Encoder(make_model("llama"), tokenizer=make_tokenizer(), **settings)
+    before = enc.encode(SENTENCES)
+    (lever,) = [lever for lever in enc.levers if isinstance(lever, PrefixCache)]
+    (ids, _), = lever.states
+    runs = _count_prefix_runs(monkeypatch)
+    with torch.no_grad():
+        if change == "a decoder weight":
+            next(enc.loaded.layers[0].parameters()).mul_(1.5)
+        else:
+            enc.loaded.model.get_input_embeddings().weight[ids[-1]] += 0.5
+    after = enc.encode(SENTENCES)
+    assert runs, "the prefix was not computed again"
+    assert not np.allclose(after, before, atol=1e-3), "the change did not reach the vectors"
+    assert_same(after, Encoder(enc.loaded, prefix_cache=False, **settings).encode(SENTENCES), change)
+
+
+def test_weights_without_a_version_counter_are_never_kept(monkeypatch):
+    with torch.inference_mode():  # inference tensors keep no version counter
+        model = make_model("llama")
+    enc = Encoder(model, tokenizer=make_tokenizer(), use_which_plan="vanilla", prompt_method="ke")
+    runs = _count_prefix_runs(monkeypatch)
+    first = enc.encode(SENTENCES)
+    assert len(runs) == 1
+    assert_same(enc.encode(SENTENCES), first)
+    assert len(runs) == 2
+
+
 # ---- max_batch_tokens --------------------------------------------------------------------------
 
 

@@ -71,7 +71,8 @@ class EncoderConfig(BaseModel):
         vectors=False, description="cap rows x padded prompt length per forward pass (batch_size still caps rows; None: rows only)",
     )
     prefix_cache: bool = setting(
-        True, vectors=False, description="compute each template's shared prompt prefix once and reuse its keys/values"
+        True, vectors=False, description="compute each template's shared prompt prefix once and reuse its keys/values "
+        "(kept across calls while the model's weights are unchanged)"
     )
     demonstration: str | list[str] | None = setting(
         None,

@@ -4,8 +4,8 @@ each put their own before the prompt (``demo_ensemble``). The demonstrations the
 
 It changes only the prompt text, and the prompt text is in the identity, so it adds no key of its
 own (an ensemble's members are the identity's ``ensemble``). With the prefix cache a demonstration is
-part of the shared prefix: it costs one row per call, however many shots; each ensemble member is
-one more pass over the sentences.
+part of the shared prefix: it costs one row once (kept across calls while the weights are
+unchanged), however many shots; each ensemble member is one more pass over the sentences.
 """
 
 from __future__ import annotations

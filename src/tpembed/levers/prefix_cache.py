@@ -5,6 +5,8 @@ under TP, ``This sentence : "`` before the sentence under the vanilla plan; the 
 openings are 30-70 tokens, longer than most sentences). Under causal attention those positions never see what follows, and
 TP only rewrites the ``<PST>`` position, so their keys/values are the same for every sentence. We
 compute them once (one row), then each batch runs only the suffix tokens on top of a copy of them.
+The states are kept across calls while the weights they came from are unchanged (see
+:class:`PrefixCache`): a k-shot opening is a hundred tokens, a large share of a small call's work.
 
 Correctness rests on the prefix being an *exact* common prefix of every row's token ids (whole
 string tokenization can merge across the template/sentence boundary), checked here row by row.
@@ -13,8 +15,10 @@ string tokenization can merge across the template/sentence boundary), checked he
 from __future__ import annotations
 
 import inspect
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import torch
@@ -177,11 +181,48 @@ def batch_cache(prefix: PrefixState, batch_size: int) -> DynamicCache:
     return cache
 
 
+_PLAIN = (torch.Tensor, torch.nn.Parameter)  # tensor types whose storage holds the weights themselves
+
+
+def weights_version(model: torch.nn.Module, skip: torch.Tensor) -> tuple[tuple[int, int, int], ...] | None:
+    """What changes when any parameter or buffer but ``skip`` is replaced or written in place.
+
+    Identity, storage address and autograd version counter (bumped by every in-place write, an
+    optimizer step or ``load_state_dict`` included) of each tensor: microseconds for a 7B model.
+    None where that cannot see every weight: tensors without a version counter (made under
+    ``torch.inference_mode``), tensor subclasses (torchao's int8 weights wrap their data), weights
+    packed outside parameters (torch.ao's quantized modules keep ``_packed_params``).
+    """
+    tensors = [t for t in chain(model.parameters(), model.buffers()) if t is not skip]
+    if any(type(t) not in _PLAIN or t.is_inference() for t in tensors):
+        return None
+    if any(hasattr(m, "_packed_params") for m in model.modules()):
+        return None
+    return tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A prefix state and what it was computed from."""
+
+    version: tuple[tuple[int, int, int], ...]  # weights_version without the input embeddings
+    rows: torch.Tensor  # the input embeddings of the prefix's ids
+    state: PrefixState
+
+
 class PrefixCache(Lever):
-    """``prefix_cache``: every template's shared opening runs once per call (one row), and each batch
-    runs only its suffixes on top of it. Changes no vector beyond float noise (1e-4)."""
+    """``prefix_cache``: every template's shared opening runs once (one row), and each batch runs only
+    its suffixes on top of it. Changes no vector beyond float noise (1e-4).
+
+    Prefix states are kept across calls, so a small call (a server round, a sentence-transformers
+    batch) does not pay for a k-shot opening again. A kept state is used only while the weights are
+    those it was computed from: every parameter and buffer unchanged (:func:`weights_version`) but
+    the input embeddings, of which only the prefix's own rows count. Those are compared by value
+    because Token Prepending writes its ``<PST>`` row into that matrix before each batch.
+    """
 
     order = 0
+    kept = 8  # states kept (least recently used dropped): templates x depths of one encoder
 
     @classmethod
     def enabled(cls, config: Any) -> bool:
@@ -191,10 +232,11 @@ class PrefixCache(Lever):
         self.loaded = loaded
         self.supported = supports_prefix_cache(loaded.model.config)
         self.span = attention_span(loaded.model.config)
+        self.states: OrderedDict[tuple[tuple[int, ...], int], _Kept] = OrderedDict()
 
     def prefix(self, template: str, prompts: list[PromptTokens], depth: int) -> PrefixState | None:
-        """Computed per call (one row, a few dozen tokens): cheap next to the batches, and never stale
-        if the model's weights change between calls. The caller holds the model's lock."""
+        """The prefix state of these prompts, kept or computed (one row through ``depth`` layers).
+        The caller holds the model's lock, which also guards the kept states."""
         if not self.supported or depth == 0 or not prompts:  # depth 0: the embeddings, no attention to save
             return None
         use_placeholder = prompts[0].pst_index is not None
@@ -202,4 +244,21 @@ class PrefixCache(Lever):
         length = shared_prefix_length(candidate, prompts)
         if length == 0 or (self.span is not None and length >= self.span):
             return None
-        return compute_prefix(self.loaded.model, self.loaded.layers, candidate[:length], depth)
+        return self._state(tuple(candidate[:length]), depth)
+
+    def _state(self, ids: tuple[int, ...], depth: int) -> PrefixState:
+        model = self.loaded.model
+        embeddings = model.get_input_embeddings().weight
+        version = weights_version(model, skip=embeddings)
+        rows = embeddings[torch.tensor(ids, device=embeddings.device)]
+        key = (ids, depth)
+        kept = self.states.get(key)
+        if version is not None and kept is not None and kept.version == version and torch.equal(kept.rows, rows):
+            self.states.move_to_end(key)
+            return kept.state
+        state = compute_prefix(model, self.loaded.layers, ids, depth)
+        if version is not None:
+            self.states[key] = _Kept(version, rows, state)
+            while len(self.states) > self.kept:  # least recently used first
+                self.states.popitem(last=False)
+        return state
