@@ -222,7 +222,7 @@ class PrefixCache(Lever):
     """
 
     order = 0
-    kept = 8  # states kept (least recently used dropped): templates x depths of one encoder
+    kept = 16  # states kept, least recently used dropped: one per template and depth (MetaEOL + CP: 9)
 
     @classmethod
     def enabled(cls, config: Any) -> bool:
