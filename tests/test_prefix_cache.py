@@ -233,10 +233,11 @@ def test_prefix_states_are_kept_across_calls(monkeypatch, name):
     assert_same(second, off, name)
 
 
-@pytest.mark.parametrize("change", ["a decoder weight", "a prefix token's embedding"])
+@pytest.mark.parametrize("change", ["a decoder weight", "a decoder weight's .data", "a prefix token's embedding"])
 def test_kept_prefix_states_follow_in_place_weight_changes(monkeypatch, change):
-    """A weight written in place between calls (an optimizer step, load_state_dict) retires the
-    kept states: the next call equals a fresh encoder on the changed model."""
+    """A weight written in place between calls (an optimizer step, load_state_dict, a LoRA merge
+    through ``.data``, which bumps no version counter) retires the kept states: the next call equals
+    a fresh encoder on the changed model."""
     from tpembed.levers.prefix_cache import PrefixCache
 
     settings = dict(use_which_plan="tp", tp_exiting_index=2, prompt_method="ke")
@@ -248,6 +249,8 @@ def test_kept_prefix_states_follow_in_place_weight_changes(monkeypatch, change):
     with torch.no_grad():
         if change == "a decoder weight":
             next(enc.loaded.layers[0].parameters()).mul_(1.5)
+        elif change == "a decoder weight's .data":
+            next(enc.loaded.layers[0].parameters()).data.mul_(1.5)
         else:
             enc.loaded.model.get_input_embeddings().weight[ids[-1]] += 0.5
     after = enc.encode(SENTENCES)

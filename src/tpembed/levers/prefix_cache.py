@@ -182,30 +182,46 @@ def batch_cache(prefix: PrefixState, batch_size: int) -> DynamicCache:
 
 
 _PLAIN = (torch.Tensor, torch.nn.Parameter)  # tensor types whose storage holds the weights themselves
+_SAMPLED = 8  # values read from every weight tensor (evenly strided)
 
 
-def weights_version(model: torch.nn.Module, skip: torch.Tensor) -> tuple[tuple[int, int, int], ...] | None:
-    """What changes when any parameter or buffer but ``skip`` is replaced or written in place.
+@dataclass(frozen=True)
+class WeightsStamp:
+    """What a model's weights are now, as far as a cheap look can tell (a few ms per call)."""
 
-    Identity, storage address and autograd version counter (bumped by every in-place write, an
-    optimizer step or ``load_state_dict`` included) of each tensor: microseconds for a 7B model.
-    None where that cannot see every weight: tensors without a version counter (made under
-    ``torch.inference_mode``), tensor subclasses (torchao's int8 weights wrap their data), weights
-    packed outside parameters (torch.ao's quantized modules keep ``_packed_params``).
+    versions: tuple[tuple[int, int, int], ...]  # identity, storage address, version counter
+    sample: torch.Tensor  # a few values of every tensor
+
+    def matches(self, other: WeightsStamp) -> bool:
+        return self.versions == other.versions and torch.equal(self.sample, other.sample)
+
+
+def weights_stamp(model: torch.nn.Module, skip: torch.Tensor) -> WeightsStamp | None:
+    """A stamp of every parameter and buffer but ``skip``, which changes when one is replaced or written.
+
+    The version counter sees every in-place write through the tensor (an optimizer step,
+    ``load_state_dict``); a write through ``.data`` bumps no counter (PEFT merges LoRA weights that
+    way), so a few values of each tensor are compared too: a dense change (a merged adapter, a
+    checkpoint copied in) moves them. A sparse edit through ``.data`` between calls is not seen:
+    use ``prefix_cache=False`` there. None where the stamp cannot see the weights: tensors without
+    a version counter (made under ``torch.inference_mode``), tensor subclasses (torchao's int8 weights
+    wrap their data), weights packed outside parameters (torch.ao's quantized modules).
     """
     tensors = [t for t in chain(model.parameters(), model.buffers()) if t is not skip]
     if any(type(t) not in _PLAIN or t.is_inference() for t in tensors):
         return None
     if any(hasattr(m, "_packed_params") for m in model.modules()):
         return None
-    return tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+    versions = tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+    sample = torch.cat([t.detach().reshape(-1)[:: max(1, t.numel() // _SAMPLED)].float() for t in tensors])
+    return WeightsStamp(versions, sample)
 
 
 @dataclass(frozen=True)
 class _Kept:
     """A prefix state and what it was computed from."""
 
-    version: tuple[tuple[int, int, int], ...]  # weights_version without the input embeddings
+    stamp: WeightsStamp  # the weights but the input embeddings
     rows: torch.Tensor  # the input embeddings of the prefix's ids
     state: PrefixState
 
@@ -216,9 +232,9 @@ class PrefixCache(Lever):
 
     Prefix states are kept across calls, so a small call (a server round, a sentence-transformers
     batch) does not pay for a k-shot opening again. A kept state is used only while the weights are
-    those it was computed from: every parameter and buffer unchanged (:func:`weights_version`) but
-    the input embeddings, of which only the prefix's own rows count. Those are compared by value
-    because Token Prepending writes its ``<PST>`` row into that matrix before each batch.
+    those it was computed from: every parameter and buffer unchanged (:func:`weights_stamp`) but the
+    input embeddings, of which only the prefix's own rows count. Those are compared by value because
+    Token Prepending writes its ``<PST>`` row into that matrix before each batch.
     """
 
     order = 0
@@ -249,16 +265,16 @@ class PrefixCache(Lever):
     def _state(self, ids: tuple[int, ...], depth: int) -> PrefixState:
         model = self.loaded.model
         embeddings = model.get_input_embeddings().weight
-        version = weights_version(model, skip=embeddings)
+        stamp = weights_stamp(model, skip=embeddings)
         rows = embeddings[torch.tensor(ids, device=embeddings.device)]
         key = (ids, depth)
         kept = self.states.get(key)
-        if version is not None and kept is not None and kept.version == version and torch.equal(kept.rows, rows):
+        if stamp is not None and kept is not None and kept.stamp.matches(stamp) and torch.equal(kept.rows, rows):
             self.states.move_to_end(key)
             return kept.state
         state = compute_prefix(model, self.loaded.layers, ids, depth)
-        if version is not None:
-            self.states[key] = _Kept(version, rows, state)
+        if stamp is not None:
+            self.states[key] = _Kept(stamp, rows, state)
             while len(self.states) > self.kept:  # least recently used first
                 self.states.popitem(last=False)
         return state
