@@ -14,9 +14,10 @@ model, same sentences:
 
 For each model, its configs (default: SmolLM2's vanilla, ``-best-r3`` and ``-best``; Gemma's vanilla
 and ``-best``) encode the first ``--limit`` distinct STS-B dev sentences in calls of each
-``--call-sizes``, every (config, call size, mode) once per round, over ``--repeats`` rounds with the
-order rotated (median seconds). The ratio is to the model's vanilla config at the same call size and
-mode; ``max |kept - per call|`` checks that keeping the states changes no vector.
+``--call-sizes``, every (config, call size, mode) once per round, over ``--repeats`` rounds. A
+model's configs run back to back for each (call size, mode), their order rotating each round, and the
+ratio to the model's vanilla config is taken within each round (median and range over rounds);
+``max abs diff`` (kept against per call) checks that keeping the states changes no vector.
 """
 
 from __future__ import annotations
@@ -63,21 +64,25 @@ def time_model(configs: list[str], sentences: list[str], call_sizes: list[int], 
     vectors: dict[tuple, np.ndarray] = {}
     for name in configs:  # warm-up: first-call allocations out of the timings
         encoders[name].encode(sentences[:8], show_progress_bar=False)
+    # the cases compared with each other run next to each other, so a ratio is taken within a round
+    # of seconds rather than across the whole run: this VM's speed drifts by 10-30% over minutes
+    groups = [(size, mode) for size in call_sizes for mode in MODES]
     for repeat in range(repeats):
-        shift = repeat * len(cases) // max(repeats, 1)
-        for case in cases[shift:] + cases[:shift]:
-            name, size, mode = case
-            t0 = time.perf_counter()
-            vectors[case] = encode_in_calls(encoders[name], sentences, size, keep=mode == "kept")
-            seconds[case].append(time.perf_counter() - t0)
+        for size, mode in groups:
+            shift = repeat % len(configs)
+            for name in configs[shift:] + configs[:shift]:
+                t0 = time.perf_counter()
+                vectors[(name, size, mode)] = encode_in_calls(encoders[name], sentences, size, keep=mode == "kept")
+                seconds[(name, size, mode)].append(time.perf_counter() - t0)
     rows = []
     for name, size, mode in cases:
-        median = statistics.median(seconds[(name, size, mode)])
-        base = statistics.median(seconds[(configs[0], size, mode)])
+        mine, base = seconds[(name, size, mode)], seconds[(configs[0], size, mode)]
+        ratios = [a / b for a, b in zip(mine, base, strict=True)]
         rows.append({
-            "config": name, "call_size": size, "mode": mode, "seconds": median,
-            "sentences_per_s": len(sentences) / median, "vs_vanilla": median / base,
-            "repeats": seconds[(name, size, mode)],
+            "config": name, "call_size": size, "mode": mode, "seconds": statistics.median(mine),
+            "sentences_per_s": len(sentences) / statistics.median(mine),
+            "vs_vanilla": statistics.median(ratios), "vs_vanilla_range": [min(ratios), max(ratios)],
+            "repeats": mine,
             "max_abs_kept_vs_per_call": float(np.abs(vectors[(name, size, "kept")] - vectors[(name, size, "per call")]).max()),
         })
     return rows
@@ -89,7 +94,7 @@ def main() -> None:
                         help="named configs; each model's first one is its baseline (vanilla)")
     parser.add_argument("--limit", type=int, default=192, help="distinct STS-B dev sentences")
     parser.add_argument("--call-sizes", type=int, nargs="+", default=[8, 32, 192])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data", default=None)
     parser.add_argument("--out", default=None)
@@ -107,16 +112,20 @@ def main() -> None:
         rows += [{"model": model, **row} for row in time_model(configs, sentences, args.call_sizes, args.repeats)]
 
     print(f"{len(sentences)} sentences, median of {args.repeats}, torch threads {torch.get_num_threads()}")
-    print("| config | call size | sentences/s kept | vs vanilla kept | sentences/s per call | vs vanilla per call "
-          "| kept / per call speed | max abs diff |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| config | call size | sentences/s kept | vs vanilla kept (range) | sentences/s per call "
+          "| vs vanilla per call (range) | max abs diff |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     index = {(r["config"], r["call_size"], r["mode"]): r for r in rows}
+
+    def ratio(row: dict) -> str:
+        low, high = row["vs_vanilla_range"]
+        return f"{row['vs_vanilla']:.2f}x ({low:.2f}-{high:.2f})"
+
     for name in args.configs:
         for size in args.call_sizes:
             kept, per_call = index[(name, size, "kept")], index[(name, size, "per call")]
-            print(f"| `{name}` | {size} | {kept['sentences_per_s']:.1f} | {kept['vs_vanilla']:.2f}x "
-                  f"| {per_call['sentences_per_s']:.1f} | {per_call['vs_vanilla']:.2f}x "
-                  f"| {per_call['seconds'] / kept['seconds']:.2f}x | {kept['max_abs_kept_vs_per_call']:.1e} |")
+            print(f"| `{name}` | {size} | {kept['sentences_per_s']:.1f} | {ratio(kept)} "
+                  f"| {per_call['sentences_per_s']:.1f} | {ratio(per_call)} | {kept['max_abs_kept_vs_per_call']:.1e} |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"sentences": len(sentences), "repeats": args.repeats, "threads": torch.get_num_threads(),
