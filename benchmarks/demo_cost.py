@@ -1,8 +1,9 @@
 """What demonstrations cost per sentence: 0 to 8 shots, with the prefix cache on and off, and an ensemble.
 
 A demonstration is text before every prompt, the same for every sentence, so with the prefix cache
-(the default) its keys/values are computed once per call and each sentence pays only for attending
-to the longer prefix. This times, on the same sentences and the same loaded model, interleaved
+(the default) its keys/values are computed once (and kept across calls, so the timed repeats reuse
+them) and each sentence pays only for attending to the longer prefix; ``recipe_cost.py`` times the
+per-call cost of computing them. This times, on the same sentences and the same loaded model, interleaved
 (the starting variant rotates each repeat), vanilla PromptEOL with k = 0, 1, 2, 4 and 8 shots
 (the first k built-in demonstrations), each with the prefix cache on and off, and a 3-member
 demonstration ensemble (one pass per member). Reports the median seconds and the ratio to 0 shots.
@@ -18,27 +19,19 @@ import statistics
 import time
 
 import torch
+from _dev_sentences import add_common_options, dev_sentences
 
 from tpembed import Encoder, load_model
-from tpembed.evaluation import load_task
-from tpembed.evaluation.pipeline import default_data_dir
-from tpembed.prompts import DEMONSTRATIONS, normalize_sentence
+from tpembed.prompts import DEMONSTRATIONS
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--limit", type=int, default=256, help="distinct STS-B dev sentences")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--data", default=None)
-    parser.add_argument("--out", default=None)
+    add_common_options(parser, limit=256)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    dev = load_task("STSBenchmark-dev", args.data or default_data_dir()).subsets["dev"]
-    sentences = list(dict.fromkeys(normalize_sentence(s) for s in [*dev.sent1, *dev.sent2]))[: args.limit]
+    sentences = dev_sentences(args)
     loaded = load_model(args.model, device="cpu", dtype="float32")
     names = list(DEMONSTRATIONS)
     variants: dict[str, Encoder] = {}

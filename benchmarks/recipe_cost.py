@@ -31,13 +31,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from _dev_sentences import add_common_options, dev_sentences
 
 from tpembed import Encoder, load_model
 from tpembed.config import resolve_config
-from tpembed.evaluation import load_task
-from tpembed.evaluation.pipeline import default_data_dir
 from tpembed.levers.prefix_cache import PrefixCache
-from tpembed.prompts import normalize_sentence
 
 DEFAULT_CONFIGS = ["smollm2-135m", "smollm2-135m-best-r3", "smollm2-135m-best", "gemma3-270m", "gemma3-270m-best"]
 MODES = ("kept", "per call")
@@ -92,18 +90,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS,
                         help="named configs; each model's first one is its baseline (vanilla)")
-    parser.add_argument("--limit", type=int, default=192, help="distinct STS-B dev sentences")
     parser.add_argument("--call-sizes", type=int, nargs="+", default=[8, 32, 192])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--data", default=None)
-    parser.add_argument("--out", default=None)
+    add_common_options(parser, limit=192)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    dev = load_task("STSBenchmark-dev", args.data or default_data_dir()).subsets["dev"]
-    sentences = list(dict.fromkeys(normalize_sentence(s) for s in [*dev.sent1, *dev.sent2]))[: args.limit]
+    sentences = dev_sentences(args)
     by_model: dict[str, list[str]] = {}
     for name in args.configs:
         by_model.setdefault(resolve_config(name).model, []).append(name)

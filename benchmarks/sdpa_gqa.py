@@ -23,12 +23,10 @@ import time
 
 import numpy as np
 import torch
+from _dev_sentences import add_common_options, dev_sentences
 
 from tpembed import Encoder, load_model
 from tpembed.config import resolve_config
-from tpembed.evaluation import load_task
-from tpembed.evaluation.pipeline import default_data_dir
-from tpembed.prompts import normalize_sentence
 
 SWITCH = "TRANSFORMERS_SDPA_FORCE_GQA"
 
@@ -37,17 +35,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["smollm2-135m", "smollm2-135m-best-r3", "smollm2-135m-best"],
                         help="named configs of one model; the first is the baseline")
-    parser.add_argument("--limit", type=int, default=192, help="distinct STS-B dev sentences")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--data", default=None)
-    parser.add_argument("--out", default=None)
+    add_common_options(parser, limit=192)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    dev = load_task("STSBenchmark-dev", args.data or default_data_dir()).subsets["dev"]
-    sentences = list(dict.fromkeys(normalize_sentence(s) for s in [*dev.sent1, *dev.sent2]))[: args.limit]
+    sentences = dev_sentences(args)
     loaded = load_model(resolve_config(args.configs[0]).model, device="cpu", dtype="float32")
     encoders = {name: Encoder(loaded, config=name) for name in args.configs}
     for encoder in encoders.values():  # warm-up, and the prefix states kept
