@@ -238,7 +238,7 @@ class PrefixCache(Lever):
     """
 
     order = 0
-    kept = 16  # states kept, least recently used dropped: one per template and depth (MetaEOL + CP: 9)
+    max_states = 16  # least recently used dropped beyond it: one per template and depth (MetaEOL + CP: 9)
 
     @classmethod
     def enabled(cls, config: Any) -> bool:
@@ -275,6 +275,6 @@ class PrefixCache(Lever):
         state = compute_prefix(model, self.loaded.layers, ids, depth)
         if stamp is not None:
             self.states[key] = _Kept(stamp, rows, state)
-            while len(self.states) > self.kept:  # least recently used first
+            while len(self.states) > self.max_states:  # least recently used first
                 self.states.popitem(last=False)
         return state
