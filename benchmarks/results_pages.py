@@ -262,10 +262,20 @@ def first_difference(want: str, got: str) -> str:
 
 
 def consistency_errors(root: Path, data: dict[str, dict]) -> list[str]:
-    """Headline figures that name a compare.json must equal it (to the 2 decimals shown)."""
+    """Headline figures must equal the tables (``sources.tables``: field -> "TOPIC.ID:row:column") and
+    the compare.json (``sources.ci_from``) they name, to the 2 decimals shown."""
     errors = []
     for m in data["headline"]["models"]:
         for r in m["rows"]:
+            for field, ref in r.get("sources", {}).get("tables", {}).items():
+                topic_id, i, j = ref.split(":")
+                topic, _, tid = topic_id.partition(".")
+                cell = data[topic]["tables"][tid]["rows"][int(i)][int(j)]
+                cell = cell["v"] if isinstance(cell, dict) else cell
+                mine = r[field]["estimate"] if isinstance(r[field], dict) else r[field]
+                if not isinstance(cell, (int, float)) or mine is None or round(cell, 2) != round(mine, 2):
+                    errors.append(f"docs/results/data/headline.json: {m['label']} {r['config']} {field} = {mine}, "
+                                  f"the table {ref} gives {cell}")
             src = r.get("sources", {}).get("ci_from")
             if not src:
                 continue
