@@ -3,6 +3,7 @@
     python benchmarks/results_pages.py            # write docs/results/*.md, docs/results/img/*.png, README's block
     python benchmarks/results_pages.py --check    # exit 1, naming the file and its first differing line,
                                                    # when a generated file is not what the JSON gives
+    python benchmarks/results_pages.py --fill-ci docs/compare/X/compare.json   # CIs into headline.json, then render
 
 Inputs:
 
@@ -395,14 +396,55 @@ def _charts(root: Path, data: dict[str, dict]) -> None:
     plt.close(fig)
 
 
+# ---------------------------------------------------------------------------------------- fill CI
+def fill_ci(root: Path, compare_files: list[Path]) -> list[str]:
+    """Copy the 7-task average and its CI from compare.json files into headline.json.
+
+    Every headline row whose config is a system of a compare.json (its ``name`` or ``label``) gets
+    ``sts_avg`` = that file's ``average`` (estimate, low, high, rounded to 2 decimals) and
+    ``sources.ci_from`` naming the file, so ``--check`` keeps comparing the two. Returns what changed.
+    """
+    path = root / "docs/results/data/headline.json"
+    h = json.loads(path.read_text())
+    changes = []
+    for cf in compare_files:
+        cf = cf if cf.is_absolute() else (Path.cwd() / cf)
+        data = json.loads(cf.read_text())
+        rel = cf.resolve().relative_to(root) if cf.resolve().is_relative_to(root) else cf
+        labels = {s.get("name") or s["label"]: s["label"] for s in data["systems"]}
+        labels.update({s["label"]: s["label"] for s in data["systems"]})
+        for m in h["models"]:
+            for r in m["rows"]:
+                label = labels.get(r["config"])
+                if label is None:
+                    continue
+                avg = data["average"]["scores"][label]
+                new = {k: round(avg[k], 2) for k in ("estimate", "low", "high")}
+                if new["estimate"] != r["sts_avg"].get("estimate"):
+                    changes.append(f"{m['label']} {r['config']}: estimate {r['sts_avg'].get('estimate')} -> "
+                                   f"{new['estimate']} (update the tables the check compares it with)")
+                if new != r["sts_avg"]:
+                    changes.append(f"{m['label']} {r['config']}: sts_avg = {new} from {rel}")
+                r["sts_avg"] = new
+                r.setdefault("sources", {})["ci_from"] = {"file": str(rel), "system": label}
+    path.write_text(dump_json(h) + "\n")
+    return changes
+
+
 # ------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on a difference")
     ap.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
     ap.add_argument("--no-charts", action="store_true", help="write the pages only")
+    ap.add_argument("--fill-ci", nargs="+", type=Path, metavar="COMPARE_JSON",
+                    help="first copy the 7-task average and CI of every headline config found in these "
+                         "compare.json files (tpembed compare --out DIR writes DIR/compare.json) into headline.json")
     args = ap.parse_args(argv)
     root = args.root.resolve()
+    if args.fill_ci:
+        for change in fill_ci(root, args.fill_ci):
+            print(change)
     if args.check:
         errors = check(root)
         for e in errors:

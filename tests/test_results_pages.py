@@ -87,3 +87,20 @@ def test_a_headline_ci_must_equal_its_compare_json(tmp_path, capsys):
     module.main(["--root", str(root), "--no-charts"])  # pages regenerated from the edited JSON
     assert module.main(["--check", "--root", str(root)]) == 1
     assert "compare.json gives 75.18" in capsys.readouterr().err
+
+
+def test_fill_ci_copies_a_compare_average_into_the_headline(tmp_path):
+    module = _module()
+    root = _copy(tmp_path)
+    path = root / "docs/results/data/headline.json"
+    data = json.loads(path.read_text())
+    best = next(r for r in data["models"][0]["rows"] if r["config"] == "smollm2-135m-best")
+    best["sts_avg"].update(low=None, high=None)
+    best["sources"].pop("ci_from")
+    path.write_text(json.dumps(data))
+    compare = root / "docs/compare/issue26-smollm2-best-vs-minilm/compare.json"
+    assert module.main(["--root", str(root), "--no-charts", "--fill-ci", str(compare)]) == 0
+    best = next(r for r in json.loads(path.read_text())["models"][0]["rows"] if r["config"] == "smollm2-135m-best")
+    assert best["sts_avg"] == {"estimate": 75.96, "low": 75.18, "high": 76.68}
+    assert best["sources"]["ci_from"]["system"] == "smollm2-135m-best"
+    assert module.main(["--check", "--root", str(root)]) == 0
