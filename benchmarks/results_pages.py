@@ -123,33 +123,34 @@ def _sts(d: dict) -> str:
 
 def _time(d: dict | None) -> str:
     if not d or d.get("low") is None:
-        return "not measured"
+        return "–"
     lo, hi = d["low"], d["high"]
     return f"{lo:.2f}x" if hi is None or hi == lo else f"{lo:.2f}-{hi:.2f}x"
 
 
 def headline_table(h: dict) -> list[str]:
-    cols = ["model", "system", "config", "TP", "7-task STS avg [95% CI]", "transfer avg", "encode time vs vanilla"]
-    lines = [_row(cols), _row(["---", "---", "---", "---", "---:", "---:", "---:"])]
+    cols = ["model", "system", "TP", "7-task STS avg [95% CI]", "transfer avg", "time vs vanilla"]
+    lines = [_row(cols), _row(["---", "---", "---", "---:", "---:", "---:"])]
     roles = h["roles"]
     for m in h["models"]:
         rows = m["rows"]
-        i = 0
+        i, first = 0, True
         while i < len(rows):
             r = rows[i]
             labels = [roles[r["role"]]]
             while i + 1 < len(rows) and rows[i + 1]["config"] == r["config"]:  # one config in two roles
                 i += 1
                 labels.append(roles[rows[i]["role"]])
+            system = " = ".join(labels) if r["role"] == "peer" else f"{' = '.join(labels)}: `{r['config']}`"
             tp = "–" if r["tp"] is None else ("yes" if r["tp"] else "**no**" if "best" in r["role"] else "no")
-            strong = r["role"] == "best"
             sts = _sts(r["sts_avg"])
             lines.append(_row([
-                m["label"], " = ".join(labels), f"`{r['config']}`", tp,
-                f"**{sts}**" if strong else sts,
-                _num(r.get("transfer_avg")) if r.get("transfer_avg") is not None else "not measured",
+                f"**{m['label']}**" if first else "", system, tp,
+                f"**{sts}**" if r["role"] == "best" else sts,
+                _num(r.get("transfer_avg")),
                 _time(r.get("time_vs_vanilla")),
             ]))
+            first = False
             i += 1
     return lines
 
