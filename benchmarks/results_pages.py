@@ -18,7 +18,8 @@ Inputs:
   A table holds ``columns``, ``align``, ``formats`` (a Python format spec per column, or null) and
   ``rows``. A cell is a number (printed with its column's format), ``{"v": number, "b": true}`` (the
   same in bold) or a string (printed as it is). A table with ``"kind": "compare"`` is read from
-  ``tpembed compare`` output (``compare.json``) instead of holding rows.
+  ``tpembed compare`` output (``compare.json``), one with ``"kind": "sweep"`` from ``tpembed sweep``'s
+  ``grid.csv``, instead of holding figures.
 
 Outputs: ``docs/results/<page>.md``, the charts ``docs/results/img/*.png`` (matplotlib, Agg) and,
 when README.md has the markers ``<!-- headline:start -->`` and ``<!-- headline:end -->``, the
@@ -66,6 +67,8 @@ def render_table(spec: dict, root: Path = ROOT) -> list[str]:
     """A table spec as Markdown lines."""
     if spec.get("kind") == "compare":
         return render_compare(spec, root)
+    if spec.get("kind") == "sweep":
+        return render_table(sweep_rows(spec, root), root)
     n = len(spec["columns"])
     formats = spec.get("formats") or [None] * n
     lines = [_row(spec["columns"]), _row(spec.get("align") or ["---"] * n)]
@@ -100,6 +103,21 @@ def render_compare(spec: dict, root: Path) -> list[str]:
             cells = [re.sub(r"^(\S+ \[[^\]]+\])", r"**\1**", c) for c in cells]
         lines.append(_row([name] + cells))
     return lines
+
+
+def sweep_rows(spec: dict, root: Path) -> dict:
+    """A ``"kind": "sweep"`` table read from ``tpembed sweep``'s grid.csv: one row per TP exit index
+    (``exit``: "" for vanilla), one column per output layer in ``layers``; ``bold``: column indices."""
+    import csv
+
+    with open(root / spec["file"], newline="") as f:
+        grid = {(r["tp_exiting_index"], int(r["output_layer"])): float(r["spearman"]) for r in csv.DictReader(f)}
+    rows = []
+    for r in spec["rows"]:
+        cells = [round(grid[(r["exit"], layer)], 2) for layer in spec["layers"]]
+        cells = [{"v": c, "b": True} if k + 1 in r.get("bold", []) else c for k, c in enumerate(cells)]
+        rows.append([r["label"], *cells])
+    return {**spec, "kind": None, "formats": [None] + [".2f"] * len(spec["layers"]), "rows": rows}
 
 
 def render_command(spec: dict) -> list[str]:
