@@ -34,7 +34,6 @@ def _copy(tmp_path: Path) -> Path:
     for rel in ("benchmarks/results_templates", "docs/results", "docs/compare", "docs/sweeps", "docs/search"):
         shutil.copytree(ROOT / rel, tmp_path / rel)
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
-    shutil.copy(ROOT / "docs/changelog.md", tmp_path / "docs/changelog.md") if (ROOT / "docs/changelog.md").exists() else None
     return tmp_path
 
 
