@@ -49,7 +49,8 @@ def settings_table() -> str:
     rows = ["| setting | default | changes vectors | tuned by `search` | what it does |", "|---|---|---|---|---|"]
     for name, field in EncoderConfig.model_fields.items():
         default = "`null`" if field.default is None else f"`{field.default!r}`".replace("'", "")
-        description = (field.description or "").replace("|", "\\|")
+        default = {"`True`": "`true`", "`False`": "`false`"}.get(default, default)  # as YAML spells them
+        description = html.escape(field.description or "", quote=False).replace("|", "\\|")
         rows.append(
             f"| `{name}` | {default} | {'yes' if name in vectors else 'no'} | "
             f"{'yes' if name in searchable else ''} | {description} |"
