@@ -6,7 +6,7 @@
   >= 0.24 app, whose click is vendored, and mkdocs-typer2 fails on help texts holding ``<PST>``.)
 * ``<!-- settings-table -->`` in a page becomes the table of every EncoderConfig setting.
 * The Results section lists ``results/index.md`` first, then every other page under
-  ``docs/results/`` (the topic pages, generated from result JSONs) in the order the summary links
+  ``docs/results/`` (the topic pages, generated from result JSONs) in the order the summary lists
   them, so a new topic page appears in the navigation without editing mkdocs.yml.
 """
 
@@ -18,12 +18,15 @@ from pathlib import Path
 from typing import Any
 
 def result_topics(docs: Path) -> list[str]:
-    """The topic pages under docs/results/: in the order results/index.md links them, then the rest
-    by file name."""
+    """The topic pages under docs/results/: in the order results/index.md links them (its "Topics"
+    list first), then the rest by file name."""
     folder = docs / "results"
     pages = {p.name for p in folder.glob("*.md") if p.name != "index.md"}
     index = folder / "index.md"
-    linked = re.findall(r"\]\(([\w.-]+\.md)(?:#[^)]*)?\)", index.read_text(encoding="utf-8")) if index.is_file() else []
+    text = index.read_text(encoding="utf-8") if index.is_file() else ""
+    topics = re.search(r"^## Topics\n(.*?)(?=^## |\Z)", text, re.S | re.M)  # the summary's list of topics first
+    links = r"\]\(([\w.-]+\.md)(?:#[^)]*)?\)"
+    linked = (re.findall(links, topics.group(1)) if topics else []) + re.findall(links, text)
     ordered = [name for name in dict.fromkeys(linked) if name in pages]
     ordered += sorted(pages - set(ordered))
     return [f"results/{name}" for name in ordered]
