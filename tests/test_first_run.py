@@ -311,7 +311,7 @@ def test_bad_output_path_fails_before_the_data_is_fetched(fresh, hub, senteval_t
     result = CliRunner().invoke(app, ["run", "smollm2-135m-tp", "-o", str(tmp_path / "file" / "out.json")])
     assert result.exit_code == 2 and "is not a folder" in result.output
     result = CliRunner().invoke(app, ["run", "smollm2-135m-tp", "--set", "tp_exit=3"])
-    assert result.exit_code == 2 and "allowed keys" in result.output
+    assert result.exit_code == 2 and "did you mean 'tp_exiting_index'?" in result.output
     assert hub.hits == []
 
 

@@ -227,10 +227,101 @@ class ConfigFile(BaseModel):
         return self
 
 
-def _explain(err: ValidationError, where: str) -> ValueError:
-    """A pydantic error as a ValueError that also lists the allowed keys."""
-    allowed = ", ".join(k if k != "model" else "model_name_or_path (or model)" for k in RunConfig.model_fields)
-    return ValueError(f"invalid configuration in {where}:\n{err}\nallowed keys of an entry: {allowed}")
+_EXPECTED = {
+    "int_parsing": "an int", "int_type": "an int", "int_from_float": "an int",
+    "float_parsing": "a number", "float_type": "a number",
+    "bool_parsing": "true or false", "bool_type": "true or false",
+    "string_type": "text", "list_type": "a list", "dict_type": "a mapping", "model_type": "a mapping",
+}
+
+
+def allowed_keys(model: type[BaseModel] | None = None) -> list[str]:
+    """The keys a mapping for ``model`` may hold (an entry of a config file: RunConfig's, with
+    ``model_name_or_path`` for ``model``)."""
+    model = model or RunConfig
+    keys = list(model.model_fields)
+    return ["model_name_or_path", *keys] if "model" in keys else keys
+
+
+def closest_key(key: object, allowed: list[str]) -> str | None:
+    """The allowed key nearest to a misspelt one (difflib), or None when none is close."""
+    import difflib
+
+    spelled = str(key).strip().lower().replace("-", "_")
+    if spelled in allowed:
+        return spelled
+    found = difflib.get_close_matches(spelled, allowed, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def unknown_key_message(key: object, allowed: list[str], *, what: str = "key") -> str:
+    """``unknown key 'outputlayer' (did you mean 'output_layer'?)``, else the allowed keys."""
+    match = closest_key(key, allowed)
+    hint = f"did you mean {match!r}?" if match else f"allowed: {', '.join(allowed)}"
+    return f"unknown {what} {str(key)!r} ({hint})"
+
+
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> tuple[type[BaseModel], tuple[Any, ...], str]:
+    """Walk a pydantic error location from ``root``: (the model the last key belongs to, the rest, a prefix)."""
+    model, prefix = root, ""
+    loc = tuple(loc)
+    while loc and model is ConfigFile and loc[0] in ("models", "gpu_config"):
+        if loc[0] == "gpu_config":
+            return GpuConfig, loc[1:], "gpu_config: "
+        if len(loc) < 2:
+            break
+        model, prefix, loc = RunConfig, f"entry {loc[1]!r}: ", loc[2:]
+    return model, loc, prefix
+
+
+def explain_errors(err: ValidationError, root: type[BaseModel] | None = None) -> str:
+    """A pydantic ValidationError as one line: each bad key with its value and what it must be, an
+    unknown key with the closest valid one; no pydantic wording, no URL."""
+    if root is None:
+        models = {m.__name__: m for m in (RunConfig, EncoderConfig, ConfigFile, GpuConfig)}
+        root = models.get(err.title, RunConfig)
+    groups: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for item in err.errors(include_url=False):
+        model, loc, prefix = _model_at(item["loc"], root)
+        key = loc[0] if loc else None
+        groups.setdefault((prefix, key, model), []).append(item)  # type: ignore[arg-type]
+    problems = []
+    for (prefix, key, model), items in groups.items():  # type: ignore[misc]
+        if key is None:  # a check across keys (a model validator): its own message
+            problems += [prefix + _plain(i) for i in items]
+            continue
+        if any(i["type"] == "extra_forbidden" for i in items):
+            problems.append(prefix + unknown_key_message(key, allowed_keys(model)))
+            continue
+        own = [i for i in items if i["type"] in ("value_error", "assertion_error")]
+        if own:
+            problems += [f"{prefix}{key}: {_plain(i)}" for i in own]
+            continue
+        expected = list(dict.fromkeys(_expected(i) for i in items))
+        # the deepest location names the bad value itself (an item of a list), else the key's value
+        value = max(items, key=lambda i: len(i["loc"])).get("input")
+        problems.append(f"{prefix}{key}={value!r} is not valid: must be {' or '.join(expected)}")
+    return "; ".join(problems).replace("\n", " ")
+
+
+def _plain(item: dict[str, Any]) -> str:
+    msg = str(item["msg"])
+    for lead in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(lead)
+    return msg
+
+
+def _expected(item: dict[str, Any]) -> str:
+    if item["type"] in _EXPECTED:
+        return _EXPECTED[item["type"]]
+    if item["type"] == "literal_error":
+        return str((item.get("ctx") or {}).get("expected", item["msg"]))
+    return str(item["msg"]).removeprefix("Input should be ")
+
+
+def _explain(err: ValidationError, where: str, root: type[BaseModel] | None = None) -> ValueError:
+    """A pydantic error as a one-line ValueError: what is wrong (see :func:`explain_errors`) and where."""
+    return ValueError(f"{explain_errors(err, root)} ({where})")
 
 
 def load_config_file(path: str | os.PathLike[str]) -> ConfigFile:
@@ -250,7 +341,7 @@ def load_config_file(path: str | os.PathLike[str]) -> ConfigFile:
     try:
         return ConfigFile.model_validate(raw)
     except ValidationError as err:
-        raise _explain(err, str(path)) from None
+        raise _explain(err, f"in {path}", ConfigFile) from None
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -279,7 +370,8 @@ def resolve_run_config(
             + ("" if where == str(path) else " (or give a YAML file)")
         )
     base = config_file.models[name]
-    return _with_overrides(base, dict(overrides), f"{path} [{name}]") if overrides else base
+    label = f"config {name!r}" if Path(path) == default_config_path() else f"{path} [{name}]"
+    return _with_overrides(base, dict(overrides), label) if overrides else base
 
 
 def default_config_path() -> Path:
@@ -422,7 +514,7 @@ def _with_overrides(base: RunConfig, overrides: dict[str, Any], where: str) -> R
     try:
         return RunConfig.model_validate(entry)
     except ValidationError as err:
-        raise _explain(err, f"{where} with overrides {overrides}") from None
+        raise _explain(err, f"set on top of {where}") from None
 
 
 def _rename_model_key(overrides: dict[str, Any]) -> dict[str, Any]:

@@ -14,12 +14,15 @@ from typing import Annotated, Any, Optional
 import typer
 from pydantic import ValidationError
 
+from ._app import SETTINGS_PANEL, SOURCE_PANEL
+
 from ..embedding_cache import CacheError
 from ..config import (
     EncoderConfig,
     RunConfig,
     default_config_name,
     default_config_path,
+    explain_errors,
     load_config_file,
     parse_overrides,
     resolve_config,
@@ -30,8 +33,11 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ValidationE
 
 
 def fail(message: object) -> typing.NoReturn:
-    """Print ``error: message`` to stderr and exit with status 2 (no traceback)."""
-    typer.echo(f"error: {message}", err=True)
+    """Print ``error: message`` to stderr, as one line, and exit with status 2 (no traceback)."""
+    if isinstance(message, ValidationError):
+        message = explain_errors(message)
+    text = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    typer.echo(f"error: {text}", err=True)
     raise typer.Exit(2)
 
 
@@ -45,28 +51,49 @@ def user_errors() -> Iterator[None]:
 
 
 def _option_type(annotation: Any) -> type:
-    """CLI type of a config field: ints stay ints, everything else (lists as "a,b") is passed as text to pydantic."""
+    """CLI type of a config field: ints stay ints, bools are --x/--no-x flags, everything else (lists
+    as "a,b") is passed as text to pydantic."""
+    if annotation is bool:
+        return bool
     args = typing.get_args(annotation)
     is_list = any(typing.get_origin(a) is list for a in args)
     return int if annotation is int or (int in args and str not in args and not is_list) else str
 
 
-def _field_options(fields: dict[str, Any], default_help: str) -> list[inspect.Parameter]:
-    """One keyword-only ``--option`` (default None: not given) per pydantic field."""
+def _metavar(annotation: Any, kind: type) -> str:
+    """What an option's value looks like in the help: the choices of a Literal, N, X, else TEXT."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return "|".join(typing.get_args(annotation))
+    if kind is int:
+        return "N"
+    args = typing.get_args(annotation) or (annotation,)
+    if float in args and str not in args:
+        return "X"
+    if int in args and any(typing.get_origin(a) is list for a in args):
+        return "N[,N...]"
+    return "TEXT"
+
+
+def _field_options(fields: dict[str, Any]) -> list[inspect.Parameter]:
+    """One keyword-only ``--option`` (default None: not given) per pydantic field, in the settings panel."""
     params = []
     for name, field in fields.items():
         choices = typing.get_args(field.annotation) if typing.get_origin(field.annotation) is typing.Literal else ()
         help_text = field.description or ""
-        if choices:
-            help_text += f" (one of: {', '.join(choices)})"
-        help_text += f" ({default_help.format(default=field.default)})"
-        option = typer.Option(f"--{name.replace('_', '-')}", help=help_text, show_default=False)
+        kind = _option_type(field.annotation)
+        flag = f"--{name.replace('_', '-')}"
+        if kind is bool:
+            option = typer.Option(f"{flag}/--no-{flag[2:]}", help=help_text, show_default=False,
+                                  rich_help_panel=SETTINGS_PANEL)
+        else:
+            option = typer.Option(flag, help=help_text, show_default=False, rich_help_panel=SETTINGS_PANEL,
+                                  metavar=_metavar(field.annotation, kind) if not choices else "|".join(choices))
         params.append(
             inspect.Parameter(
                 name,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=None,
-                annotation=Annotated[Optional[_option_type(field.annotation)], option],
+                annotation=Annotated[Optional[kind], option],
             )
         )
     return params
@@ -118,8 +145,41 @@ def _resolve_one(
     return config, name or DEFAULT_CONFIG, default_config_path()
 
 
+def _config_names(config_file: Path | None) -> set[str]:
+    """The entry names NAME may take (of --config FILE, else the packaged ones); none when the file is unreadable."""
+    try:
+        return set(load_config_file(config_file or default_config_path()).models)
+    except (OSError, ValueError):
+        return set()
+
+
+def _check_not_a_config(command: str, what: str, values: list[str] | None, config_file: Path | None) -> None:
+    """A first positional value of an ``--name`` command that is a config name (or a YAML config file)
+    is a trap (``tpembed encode smollm2-135m-best "A man..."`` would embed the name): one error line."""
+    if not values:
+        return
+    first = str(values[0])
+    if what == "input" and Path(first).expanduser().exists() and not _is_yaml(first):
+        return  # an existing corpus file or folder is an input whatever its name
+    is_file = _is_yaml(first) and Path(first).expanduser().is_file()
+    if not is_file and first not in _config_names(config_file):
+        return
+    kind = "a YAML config file" if is_file else "a config name"
+    rest = '"A man is playing a guitar."' if what == "sentence" else "corpus.jsonl -o OUT"
+    spelled = f"--config {first}" if is_file else f"--name {first}"
+    escape = "; to embed that text itself, give --name explicitly" if what == "sentence" else ""
+    raise ValueError(
+        f"{first!r} is {kind}, not {'a sentence' if what == 'sentence' else 'an input file'}: {command} takes its "
+        f"config as {spelled.split()[0]} (tpembed {command} {spelled} {rest}){escape}"
+    )
+
+
 def config_source(
-    names: typing.Literal["one", "many", "option"] = "one", *, run_options: bool = False, exclude: tuple[str, ...] = ()
+    names: typing.Literal["one", "many", "option"] = "one",
+    *,
+    run_options: bool = False,
+    exclude: tuple[str, ...] = (),
+    positional: str | None = None,
 ):
     """Give a command the one way to name its settings, and hand it the resolved config(s).
 
@@ -149,6 +209,10 @@ def config_source(
       order named (nothing named: the default entry; a ``--model`` without a name: the model);
     * ``config_name: str | None`` (``"one"`` / ``"option"``): the entry used (None: no named entry);
     * ``config_file: Path | None`` (``"one"`` / ``"option"``): the YAML file it came from.
+
+    ``positional`` (``names="option"``): the command's positional list (sentences, inputs); when
+    ``--name`` is not given and its first value is a config name, that is one ``error:`` line
+    naming ``--name`` (else ``tpembed encode smollm2-135m-best "..."`` would embed the name).
 
     ``exclude``: fields that get no ``--option`` because the command sets them from options of its
     own (the tuners' lists of values); the config (NAME, --config, --set) still names them.
@@ -185,7 +249,8 @@ def config_source(
             ]
         else:
             name_param = Annotated[
-                Optional[str], typer.Option("--name", metavar="NAME", help=name_help, show_default=False)
+                Optional[str],
+                typer.Option("--name", metavar="NAME", help=name_help, show_default=False, rich_help_panel=SOURCE_PANEL),
             ]
         source = [
             inspect.Parameter(_NAME, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=name_param),
@@ -196,7 +261,7 @@ def config_source(
                 annotation=Annotated[
                     Optional[Path],
                     typer.Option(
-                        "--config", metavar="FILE", show_default=False,
+                        "--config", metavar="FILE", show_default=False, rich_help_panel=SOURCE_PANEL,
                         help="YAML file of named configs (NAME picks the entry, else its default_config; "
                         "default: the ones shipped with tpembed)",
                     ),
@@ -209,7 +274,7 @@ def config_source(
                 annotation=Annotated[
                     list[str],
                     typer.Option(
-                        "--set", metavar="KEY=VALUE", show_default=False,
+                        "--set", metavar="KEY=VALUE", show_default=False, rich_help_panel=SOURCE_PANEL,
                         help="override a key of the config (repeatable): --set tp_exiting_index=5",
                     ),
                 ],
@@ -217,7 +282,7 @@ def config_source(
         ]
         # positional NAME(s) first, then the command's own parameters, then --config, --set, the options
         params = (source[:1] if names != "option" else []) + own + (source if names == "option" else source[1:])
-        params += _field_options(option_fields, "default: the config's")
+        params += _field_options(option_fields)
 
         @functools.wraps(func)
         def wrapper(**kwargs: Any) -> Any:
@@ -228,6 +293,9 @@ def config_source(
             for k in option_fields:
                 kwargs.pop(k, None)
             with user_errors():
+                if names == "option" and positional is not None and given is None:
+                    what = "sentence" if positional == "sentences" else "input"
+                    _check_not_a_config(func.__name__, what, kwargs.get(positional), config_file)
                 overrides = {**parse_overrides(pairs), **options}
                 if names == "many":
                     served: dict[str, RunConfig] = {}

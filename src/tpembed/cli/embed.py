@@ -12,7 +12,7 @@ from ._common import config_source, fail, user_errors
 
 
 @app.command()
-@config_source("option")
+@config_source("option", positional="inputs")
 def embed(
     inputs: Annotated[list[str], typer.Argument(help="files (.txt .jsonl .csv .parquet), folders or globs")],
     output: Annotated[Path, typer.Option("--output", "-o", help="output folder (reruns resume it)")],
@@ -32,7 +32,11 @@ def embed(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
     run_config: Any = None,
 ) -> None:
-    """Embed every row of a corpus into OUTPUT/embeddings/*.parquet (id, embedding); bad rows go to rejects.jsonl."""
+    """Embed every row of a corpus into OUTPUT/embeddings/*.parquet (id, embedding); bad rows go to rejects.jsonl.
+
+    An empty text is a text (embedded, and counted in the summary); a null or non-text value, a line
+    that is not valid UTF-8 or JSON, a missing id is a rejected row.
+    """
     if engine not in ("local", "ray"):
         fail(f"--engine must be local or ray, got {engine!r}")
     with user_errors():
@@ -53,6 +57,9 @@ def embed(
         f"embedded {result['embedded']} of {result['rows_read']} rows in {len(result['shards'])} shards "
         f"({result['shards_resumed']} from an earlier run) in {wall:.1f} s{rate}; dim {result['embedding_dim']}"
     )
+    if result.get("empty_texts"):
+        typer.echo(f"{result['empty_texts']} of the embedded texts were empty (embedded as the prompt around an "
+                   "empty sentence: the same vector as encode(\"\"))")
     if result["rejected"]:
         typer.echo(f"rejected {result['rejected']} rows: see {output / 'rejects.jsonl'}")
     typer.echo(f"output: {output / 'embeddings'} (manifest: {output / 'manifest.json'})")

@@ -13,7 +13,7 @@ from ._common import check_output_file, config_source, user_errors
 
 
 @app.command()
-@config_source("option")
+@config_source("option", positional="sentences")
 def encode(
     sentences: Annotated[list[str], typer.Argument(help="sentences to embed")],
     output: Annotated[
