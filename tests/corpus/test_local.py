@@ -47,14 +47,19 @@ def test_rejects_listed_with_reasons_and_the_rest_embedded(tmp_path, smollm2):
                {"title": "no text"}, {"text": "someone plays music ."}]
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     result = embed_corpus(path, tmp_path / "out", rows_per_shard=2, keep_text=True, progress=False)
-    assert (result["rows_read"], result["embedded"], result["rejected"]) == (6, 2, 4)
+    # the empty text is a text (docs/guides/input-rules.md): embedded, and counted
+    assert (result["rows_read"], result["embedded"], result["rejected"], result["empty_texts"]) == (6, 3, 3, 1)
     rejects = [json.loads(x) for x in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
     assert [(r["id"], r["reason"]) for r in rejects] == [
-        ("mixed.jsonl:2", "empty text"), ("mixed.jsonl:3", "null text"),
-        ("mixed.jsonl:4", "text is not a string (int)"), ("mixed.jsonl:5", "no 'text' field")]
+        ("mixed.jsonl:3", "null text"), ("mixed.jsonl:4", "text is not a string (int)"),
+        ("mixed.jsonl:5", "no 'text' field")]
     ids, vectors = read_output(tmp_path / "out")
-    assert ids == ["mixed.jsonl:1", "mixed.jsonl:6"]
-    assert_vectors_close(vectors, smollm2.encode([records[0]["text"], records[5]["text"]]))
+    assert ids == ["mixed.jsonl:1", "mixed.jsonl:2", "mixed.jsonl:6"]
+    assert_vectors_close(vectors, smollm2.encode([records[0]["text"], "", records[5]["text"]]))
+    assert_vectors_close(vectors[1:2], smollm2.encode("")[None])  # the library's vector for ""
+    # a resumed run reads the count back from the shards
+    again = embed_corpus(path, tmp_path / "out", rows_per_shard=2, keep_text=True, progress=False)
+    assert again["shards_resumed"] == 3 and again["empty_texts"] == 1
 
 
 def test_rerun_with_other_settings_is_refused(tmp_path):

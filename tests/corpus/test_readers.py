@@ -55,16 +55,18 @@ def test_bad_rows_have_reasons_and_keep_their_place(tmp_path):
     path.write_text("".join(json.dumps(x) + "\n" for x in lines) + "not json\n\n[1, 2]\n", encoding="utf-8")
     rows = _all_rows([path], 4)
     assert [r.reason for r in rows] == [
-        None, "empty text", "null text", "text is not a string (int)", "no 'text' field",
-        "text is not a string (list)", "empty text", None, "invalid JSON: Expecting value", "empty line",
+        None, None, "null text", "text is not a string (int)", "no 'text' field",
+        "text is not a string (list)", None, None, "invalid JSON: Expecting value", "empty line",
         "JSON line is not an object (list)",
     ]
+    # an empty or blank text is a text (docs/guides/input-rules.md); a blank JSONL line is no record
+    assert (rows[1].text, rows[6].text) == ("", "   ")
     assert rows[7].id == "k" and rows[7].text == "kept id ."
     assert all(r.text is None for r in rows if r.reason)
     txt = tmp_path / "t.txt"
     txt.write_bytes(b"one\r\n\n\xff\xfe bad\nlast")
     assert [(r.text, r.reason) for r in _all_rows([txt], 2)] == [
-        ("one", None), (None, "empty text"), (None, "line is not valid UTF-8"), ("last", None)]
+        ("one", None), ("", None), (None, "line is not valid UTF-8"), ("last", None)]
 
 
 def test_columns_and_ids_from_tables(tmp_path):
@@ -80,7 +82,7 @@ def test_columns_and_ids_from_tables(tmp_path):
         check_columns(path, Columns(text="doc", id="nope"))
     csv = tmp_path / "n.csv"
     csv.write_text("text,id\n007,1\n,2\n")  # a number-like text stays text; an empty field is an empty text
-    assert [(r.id, r.text, r.reason) for r in _all_rows([csv], 5)] == [("1", "007", None), ("2", None, "empty text")]
+    assert [(r.id, r.text, r.reason) for r in _all_rows([csv], 5)] == [("1", "007", None), ("2", "", None)]
 
 
 def test_resume_refused_with_other_settings(tmp_path):

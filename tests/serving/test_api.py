@@ -60,8 +60,6 @@ BAD_REQUESTS = [
     ({"model": "tiny", "input": [1, 2, 3]}, 400, "token ids"),
     ({"model": "tiny", "input": [[1, 2], [3]]}, 400, "check_embedding_ctx_length=False"),
     ({"model": "tiny", "input": []}, 400, "empty list"),
-    ({"model": "tiny", "input": ""}, 400, "empty string"),
-    ({"model": "tiny", "input": ["ok", ""]}, 400, "input[1] is an empty string"),
     ({"model": "tiny", "input": ["ok", 3.5]}, 400, "input[1] must be a string"),
     ({"model": "tiny", "input": {"a": 1}}, 400, "string or a list of strings"),
     ({"model": "tiny"}, 400, "input"),
@@ -98,6 +96,20 @@ def test_bad_requests_get_openai_shaped_errors_and_do_not_disturb_others(tiny_ap
         got = client.embeddings.create(model="tiny", input=SENTENCES[:2])
         expected = tiny_reference["tiny"].encode(SENTENCES[:2])
         assert_vectors_close(np.float32([d.embedding for d in got.data]), expected, rel=1e-5)
+
+
+def test_an_empty_string_is_a_text_with_the_library_vector(tiny_app_factory, tiny_reference):
+    """The one empty-input rule (docs/guides/input-rules.md): "" is embedded, the same vector as Encoder.encode("")."""
+    with running(tiny_app_factory()) as server:
+        server.wait_loaded()
+        for name, encoder in tiny_reference.items():
+            for body in ({"model": name, "input": ""}, {"model": name, "input": ["ok", ""]}):
+                response = post(server, {**body, "encoding_format": "float"})
+                assert response.status_code == 200, response.text
+                got = np.float32([d["embedding"] for d in response.json()["data"]])
+                expected = encoder.encode(body["input"] if isinstance(body["input"], list) else [body["input"]])
+                assert_vectors_close(got, expected, rel=1e-5)
+            assert_vectors_close(got[1:], encoder.encode("")[None], rel=1e-5)
 
 
 def test_api_key_is_required_on_v1_but_not_on_health(tiny_app_factory):

@@ -122,13 +122,16 @@ def default_id(path: Path, index: int) -> str:
 
 
 def check_text(value: Any) -> str | None:
-    """Why ``value`` cannot be embedded, or None when it can."""
+    """Why ``value`` cannot be embedded, or None when it can.
+
+    An empty (or all-blank) text is a text: it is embedded as the prompt around an empty sentence,
+    the same vector as ``Encoder.encode("")`` (docs/guides/input-rules.md), and counted in the
+    run's ``empty_texts``. A missing value (null) is not a text.
+    """
     if value is None:
         return "null text"
     if not isinstance(value, str):
         return f"text is not a string ({type(value).__name__})"
-    if not value.strip():
-        return "empty text"
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -244,7 +247,7 @@ def _csv_batches(path: Path, wanted: list[str], text_column: str | None = None):
     convert = pcsv.ConvertOptions(
         include_columns=wanted or None,
         column_types={c: pa.string() for c in wanted},
-        strings_can_be_null=False,  # an empty field is an empty text, rejected as such
+        strings_can_be_null=False,  # an empty field is an empty text, embedded as such
     )
     read = pcsv.ReadOptions(block_size=1 << 20)
     with pcsv.open_csv(path, read_options=read, parse_options=_csv_parse_options(), convert_options=convert) as reader:

@@ -83,6 +83,10 @@ def write_atomic(path: Path, write: Callable[[Path], Any]) -> None:
         raise write_failed(path, err) from err
 
 
+#: key of a shard file's metadata: how many of its embedded texts were empty (or blank)
+EMPTY_TEXTS_KEY = "tpembed.empty_texts"
+
+
 def write_shard(
     out: Path, shard: Shard, rows: Sequence[Row], vectors: np.ndarray, rejected: Sequence[tuple[int, Row]],
     *, keep_text: bool,
@@ -110,19 +114,25 @@ def write_shard(
     if keep_text:
         columns["text"] = pa.array([r.text for r in rows], pa.string())
     columns["embedding"] = embedding
-    table = pa.table(columns)
+    empty = sum(1 for r in rows if not (r.text or "").strip())
+    # the count of empty texts rides in the file's metadata, so a resumed run still counts them
+    table = pa.table(columns).replace_schema_metadata({EMPTY_TEXTS_KEY: str(empty)})
     write_atomic(shard_file(out, shard), lambda tmp: pq.write_table(table, tmp))  # last: the shard is done
-    return {"index": shard.index, "rows": shard.rows, "embedded": len(rows), "rejected": len(rejected)}
+    return {"index": shard.index, "rows": shard.rows, "embedded": len(rows), "rejected": len(rejected),
+            "empty_texts": empty}
 
 
 def shard_counts(out: Path, shard: Shard) -> dict[str, int]:
     """The counts of a finished shard, read back from its files (for shards done by an earlier run)."""
     import pyarrow.parquet as pq
 
-    embedded = pq.ParquetFile(shard_file(out, shard)).metadata.num_rows
+    parquet = pq.ParquetFile(shard_file(out, shard))
+    embedded = parquet.metadata.num_rows
+    empty = int((parquet.schema_arrow.metadata or {}).get(EMPTY_TEXTS_KEY.encode(), b"0"))
     with rejects_file(out, shard).open(encoding="utf-8") as f:
         rejected = sum(1 for _ in f)
-    return {"index": shard.index, "rows": shard.rows, "embedded": embedded, "rejected": rejected}
+    return {"index": shard.index, "rows": shard.rows, "embedded": embedded, "rejected": rejected,
+            "empty_texts": empty}
 
 
 def remove_leftovers(out: Path) -> int:
@@ -166,6 +176,7 @@ def manifest(
         "rows_read": sum(c["rows"] for c in counts),
         "embedded": sum(c["embedded"] for c in counts),
         "rejected": sum(c["rejected"] for c in counts),
+        "empty_texts": sum(c.get("empty_texts", 0) for c in counts),
         "embedding_dim": embedding_dim(out, shards),
         "shards": [
             {"file": f"{EMBEDDINGS}/{s.name}.parquet", "source": s.path, "first_row": s.start + 1, **c}

@@ -22,17 +22,20 @@ class EmbeddingRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore", protected_namespaces=())
 
-    # the JSON a client may send (the validator below turns a string into a one-item list): like
-    # OpenAI's API, an empty string or an empty list is refused (400); token ids are not accepted here
+    # the JSON a client may send (the validator below turns a string into a one-item list). An
+    # empty string is a text like any other (tpembed's one rule: the prompt around an empty
+    # sentence, the same vector as Encoder.encode("")); an empty list is refused (400); token ids
+    # are not accepted here
     input: Annotated[
         list[str],
         WithJsonSchema({
             "anyOf": [
-                {"type": "string", "minLength": 1},
-                {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
             ],
             "title": "Input",
-            "description": "The text to embed: a string, or a list of strings (one vector each).",
+            "description": "The text to embed: a string, or a list of strings (one vector each); an empty "
+            "string is embedded as the prompt around an empty sentence.",
         }),
     ]
     model: str
@@ -43,7 +46,7 @@ class EmbeddingRequest(BaseModel):
     @field_validator("input", mode="before")
     @classmethod
     def _text_only(cls, value: Any) -> list[str]:
-        """A string or a non-empty list of non-empty strings; token ids get their own message."""
+        """A string or a non-empty list of strings (empty strings included); token ids get their own message."""
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list):
@@ -55,8 +58,6 @@ class EmbeddingRequest(BaseModel):
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 raise ValueError(f"input[{i}] must be a string, got {type(item).__name__}")
-            if not item:
-                raise ValueError(f"input[{i}] is an empty string; every input needs some text")
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError as err:  # JSON may carry a lone surrogate escape ("\\ud800")
