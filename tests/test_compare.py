@@ -107,3 +107,21 @@ def test_clear_errors(results, tmp_path):
         assert res.exit_code == 2, res.output
         assert message in res.output
         assert "Traceback" not in res.output
+
+
+def test_the_chart_shows_every_whisker():
+    """compare.png's score panel reaches above the highest CI end (STS-B's and SICK-R's were cut off)."""
+    from tpembed.evaluation.compare import score_limits
+
+    def row(task, estimate, low, high):
+        return {"task": task, "scores": {"a": {"estimate": estimate, "low": low, "high": high},
+                                         "b": {"estimate": estimate - 1, "low": low - 1, "high": high + 3}}}
+
+    comparison = {"systems": [{"label": "a"}, {"label": "b"}],
+                  "tasks": [row("STS12", 60.0, 57.0, 62.0), row("STSBenchmark", 78.0, 76.5, 79.5),
+                            row("SICKRelatedness", 80.0, 79.0, 81.0)], "average": None}
+    bottom, top = score_limits(comparison)
+    ends = [v for r in comparison["tasks"] for s in r["scores"].values() for v in (s["low"], s["high"])]
+    assert bottom < min(ends) and top > max(ends) == 84.0
+    comparison["tasks"].append(row("STS13", -3.0, -5.0, 1.0))  # a negative score: matplotlib's own range
+    assert score_limits(comparison) is None

@@ -310,6 +310,19 @@ def to_markdown(comparison: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
 
 
+def score_limits(comparison: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The score panel's y range: every bar top and both ends of every CI whisker inside, with a
+    margin (None: let matplotlib choose, when a score is not positive)."""
+    labels = [s["label"] for s in comparison["systems"]]
+    ivs = [_interval(r["scores"][label]) for r in _rows(comparison) for label in labels]
+    lows = [v for iv in ivs for v in (iv.low, iv.estimate) if np.isfinite(v)]
+    highs = [v for iv in ivs for v in (iv.high, iv.estimate) if np.isfinite(v)]
+    if not lows or min(lows) <= 0:
+        return None
+    bottom = max(0.0, min(lows) - 5)
+    return bottom, max(max(highs) + 2, bottom + 10)
+
+
 def write_chart(comparison: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """PNG: per-task grouped bars (one per system) with CI whiskers; below, each system's difference
     to the first with its paired CI (when there are at least two systems)."""
@@ -338,15 +351,15 @@ def write_chart(comparison: Mapping[str, Any], path: str | os.PathLike[str]) -> 
 
     ax = axes[0][0]
     bars(ax, "scores", labels, 0)
-    finite = [v for r in rows for label in labels
-              for v in (_interval(r["scores"][label]).low, _interval(r["scores"][label]).estimate) if np.isfinite(v)]
-    if finite and min(finite) > 0:
-        ax.set_ylim(max(0.0, min(finite) - 5), min(100.0, max(max(finite) + 5, min(finite) + 10)))
+    limits = score_limits(comparison)
+    if limits is not None:
+        ax.set_ylim(*limits)
     ax.set_xticks(x, [r["display"] for r in rows], rotation=20)
     ax.set_ylabel("Spearman x100")
     pct = round(100 * float(comparison["level"]))
     ax.set_title(f"scores with {pct}% paired bootstrap CIs ({comparison['n_resamples']} resamples)", fontsize=10)
-    ax.legend(fontsize=8, ncols=min(4, len(labels)))
+    # beside the axes, never over a bar or a whisker
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.grid(axis="y", alpha=0.3)
     if panels == 2:
         ax = axes[1][0]
@@ -355,7 +368,7 @@ def write_chart(comparison: Mapping[str, Any], path: str | os.PathLike[str]) -> 
         ax.set_xticks(x, [r["display"] for r in rows], rotation=20)
         ax.set_ylabel(f"difference to {labels[0]}")
         ax.set_title(f"differences to {labels[0]} (paired CIs)", fontsize=10)
-        ax.legend(fontsize=8, ncols=min(4, len(labels) - 1))
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     out = Path(path)
