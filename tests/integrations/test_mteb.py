@@ -100,6 +100,41 @@ def test_bad_templates_fail_at_construction_and_unknown_keys_warn(tiny_model_dir
         mteb_model(model=tiny_model_dir, templates={"query": 'Query "{sentence}"'}, **TINY_SETTINGS)
 
 
+class _RetrievalWithAnEmptyDocument(MockRetrievalTask):
+    """MTEB's mock retrieval task with an empty document in its corpus, as real retrieval corpora have."""
+
+    def load_data(self, num_proc: int | None = None, **kwargs: Any) -> None:
+        super().load_data(num_proc=num_proc, **kwargs)
+        for splits in self.dataset.values():
+            for split in splits.values():
+                split["corpus"] = split["corpus"].add_item({"id": "d3", "text": "", "title": ""})
+
+
+def test_an_empty_document_is_embedded_like_any_text(tiny_mteb, tiny_model_dir):
+    """docs/guides/input-rules.md: "" gets the library's vector, and a retrieval run with an empty document ends."""
+    metadata = MockRetrievalTask().metadata
+    got = tiny_mteb.encode([{"text": ["", TEXTS[0]]}], task_metadata=metadata, hf_split="test",
+                           hf_subset="default", prompt_type=PromptType.document)
+    library = Encoder(model=tiny_model_dir, template=DOCUMENT, **TINY_SETTINGS)
+    np.testing.assert_allclose(got[0], library.encode(""), rtol=1e-4, atol=1e-4 * float(np.abs(got).max()))
+    from tpembed.integrations.mteb import run_tasks
+
+    seen: list[str] = []
+    original = tiny_mteb.encode
+
+    def recording(inputs, **kwargs):
+        batches = list(inputs)
+        seen.extend(t for b in batches for t in b["text"])
+        return original(batches, **kwargs)
+
+    tiny_mteb.encode = recording  # type: ignore[method-assign]
+    try:
+        scores = run_tasks(tiny_mteb, [_RetrievalWithAnEmptyDocument()], show_progress_bar=False)
+    finally:
+        del tiny_mteb.encode
+    assert "" in [t.strip() for t in seen] and np.isfinite(next(iter(scores.values()))["score"])
+
+
 def test_cli_runs_mock_tasks_and_prints_the_main_scores(tiny_model_dir, tmp_path):
     out = tmp_path / "results"
     args = ["mteb", "--tasks", ",".join(f"mteb.mocks:{t}" for t in MOCK_TASKS), "--model", tiny_model_dir,
