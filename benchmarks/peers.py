@@ -12,14 +12,19 @@ Engines, all on the same CPU threads and the same STS-B dev sentences:
   (``--llama-seqs``, within ``--llama-batch`` tokens). Its tokens are checked against tpembed's:
   the share of prompts tokenized identically is reported. llama.cpp computes with the file's
   quantized weights; tpembed dequantizes them to fp32/bf16, so the vectors differ slightly: the
-  cosine to tpembed fp32 is reported;
+  cosine to tpembed fp32 is reported. ``--llama-formats`` times llama.cpp on other weight formats
+  too, each made from that file by llama.cpp's own ``llama_model_quantize`` (allow_requantize:
+  the Q4_1 values dequantized, then stored as e.g. BF16, F16 or Q8_0) into ``--llama-cache``; the
+  file's own format uses the file as it is. One row per format, ``llama.cpp <format>``;
 * ``MiniLM``: all-MiniLM-L6-v2 through sentence-transformers (benchmarks/minilm.py loads it from
   the PyPI wheel), the trained encoder.
 
 Quality: Spearman x100 of cosine similarities on the full STS-B dev set (1,500 pairs, the choice
 set). Agreement: per-sentence cosine of each LLM engine's vector with tpembed fp32's (dev set).
 Speed: the first ``--speed-limit`` distinct dev sentences, each engine in turn, ``--repeats`` rounds
-with the order rotated each round; sentences/s from the median wall time, process-CPU seconds too.
+with the order rotated each round; sentences/s from the median wall time (and the range over the
+rounds), process-CPU seconds too. The result JSON (``--out``) has one row per engine: engine,
+format, sentences/s median and range, STS-B dev Spearman, threads, CPU model, load average.
 
 llama-cpp-python must be built for this CPU; where ``-march=native`` is refused or a CPU
 advertises instructions it cannot run (SIGILL), build it with the flags explicitly, e.g.:
@@ -32,6 +37,7 @@ advertises instructions it cannot run (SIGILL), build it with the flags explicit
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -52,10 +58,12 @@ from minilm import load_minilm, model_folder
 
 from tpembed import Encoder
 from tpembed.evaluation.data import load_task
+from tpembed.embedding_cache import default_cache_dir
 from tpembed.models import packaged_model_file
 from tpembed.prompts import normalize_sentence, render
 
 EncodeFn = Callable[[list[str]], np.ndarray]
+FORMATS = {"tpembed fp32": "fp32", "tpembed bf16": "bf16", "MiniLM": "fp32"}  # llama.cpp's: its file's ftype
 
 
 def dev_pairs(data: str | None) -> tuple[list[str], list[str], np.ndarray]:
@@ -71,6 +79,48 @@ def spearman_x100(vectors: dict[str, np.ndarray], s1: list[str], s2: list[str], 
     a = normalized(np.stack([vectors[s] for s in s1]))
     b = normalized(np.stack([vectors[s] for s in s2]))
     return 100 * float(spearmanr((a * b).sum(axis=1), gold).statistic)
+
+
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+             if line.startswith("model name")]
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+def gguf_format(gguf: Path) -> str:
+    """The file's weight format as llama.cpp names its ftype, lower case: ``q4_1``, ``bf16`` ..."""
+    from gguf import GGUFReader, LlamaFileType
+
+    field = GGUFReader(gguf).fields["general.file_type"]
+    name = LlamaFileType(int(field.parts[field.data[0]][0])).name  # MOSTLY_Q4_1, MOSTLY_BF16, ALL_F32 ...
+    return name.removeprefix("MOSTLY_").removeprefix("ALL_").lower()
+
+
+def llama_format_file(gguf: Path, fmt: str, cache: Path, threads: int) -> Path:
+    """``gguf`` in weight format ``fmt`` (a llama.cpp ftype: ``bf16``, ``f16``, ``q8_0``, ``f32`` ...):
+    the file itself when it is in that format, else made once by ``llama_model_quantize`` into ``cache``."""
+    import llama_cpp
+
+    if fmt == gguf_format(gguf):
+        return gguf
+    ftype = getattr(llama_cpp, "LLAMA_FTYPE_ALL_F32" if fmt == "f32" else f"LLAMA_FTYPE_MOSTLY_{fmt.upper()}", None)
+    if ftype is None:
+        known = sorted(n.removeprefix("LLAMA_FTYPE_MOSTLY_").lower() for n in dir(llama_cpp)
+                       if n.startswith("LLAMA_FTYPE_MOSTLY_"))
+        raise SystemExit(f"--llama-formats: no llama.cpp ftype {fmt!r}; known: f32, {', '.join(known)}")
+    out = cache / f"{gguf.stem}-to-{fmt.upper()}.gguf"
+    if not out.exists() or out.stat().st_mtime < gguf.stat().st_mtime:
+        cache.mkdir(parents=True, exist_ok=True)
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype, params.allow_requantize, params.nthread = ftype, True, threads
+        partial = out.with_suffix(".partial")
+        start = time.perf_counter()
+        if llama_cpp.llama_model_quantize(str(gguf).encode(), str(partial).encode(), ctypes.byref(params)) != 0:
+            raise SystemExit(f"llama_model_quantize {gguf} -> {fmt} failed")
+        partial.replace(out)
+        print(f"llama.cpp: {gguf.name} -> {out} in {time.perf_counter() - start:.1f} s", flush=True)
+    return out
 
 
 def llama_engine(encoder: Encoder, gguf: Path, threads: int, n_batch: int, n_seqs: int, flash_attn: bool,
@@ -101,7 +151,8 @@ def llama_engine(encoder: Encoder, gguf: Path, threads: int, n_batch: int, n_seq
     ours = encoder._tokenize_all([normalize_sentence(s) for s in check_tokens_on])[0]  # as encode() does
     same = sum(list(p.ids) == llm.tokenize(t.encode("utf-8"), add_bos=True, special=False)
                for p, t in zip(ours, prompts(check_tokens_on)))
-    info = {"llama_cpp_python": llama_cpp.__version__, "gguf": gguf.name, "n_batch": n_batch, "flash_attn": flash_attn,
+    info = {"llama_cpp_python": llama_cpp.__version__, "gguf": gguf.name, "format": gguf_format(gguf),
+            "gguf_mib": round(gguf.stat().st_size / 2**20, 1), "n_batch": n_batch, "flash_attn": flash_attn,
             "sequences_per_batch": n_seqs, "token_agreement": same / len(check_tokens_on)}
     return encode, info
 
@@ -135,11 +186,17 @@ def main() -> None:
     parser.add_argument("--llama-batch", type=int, default=512, help="llama.cpp n_batch = n_ubatch = n_ctx (tokens)")
     parser.add_argument("--llama-seqs", type=int, default=16, help="sequences per llama_decode (n_seq_max)")
     parser.add_argument("--llama-flash-attn", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--llama-formats", default=None,
+                        help="comma-separated llama.cpp weight formats to time, e.g. q4_1,bf16,f16,q8_0 "
+                             "(default: the GGUF's own); others are made from it with llama_model_quantize")
+    parser.add_argument("--llama-cache", type=Path, default=default_cache_dir() / "gguf",
+                        help="folder for the requantized GGUF files")
     parser.add_argument("--llama-grid", action="store_true", help="only time llama.cpp under each LLAMA_GRID setting")
     parser.add_argument("--engines", nargs="+", default=["tpembed fp32", "tpembed bf16", "llama.cpp", "MiniLM"])
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()
 
     s1, s2, gold = dev_pairs(args.data)
     if args.quality_limit:
@@ -161,8 +218,14 @@ def main() -> None:
         engines["tpembed bf16"] = lambda s: bf16.encode(s, show_progress_bar=False)
     if "llama.cpp" in args.engines:
         gguf = packaged_model_file(model)
-        engines["llama.cpp"], info["llama.cpp"] = llama_engine(
-            fp32, gguf, args.threads, args.llama_batch, args.llama_seqs, args.llama_flash_attn, dev_sentences)
+        formats = args.llama_formats.split(",") if args.llama_formats else [gguf_format(gguf)]
+        for fmt in formats:
+            path = llama_format_file(gguf, fmt.strip().lower(), args.llama_cache, args.threads)
+            name = f"llama.cpp {gguf_format(path)}"
+            engines[name], info[name] = llama_engine(
+                fp32, path, args.threads, args.llama_batch, args.llama_seqs, args.llama_flash_attn, dev_sentences)
+            if path != gguf:
+                info[name]["requantized_from"] = gguf.name
     if "MiniLM" in args.engines:
         minilm = load_minilm(model_folder())
         engines["MiniLM"] = lambda s: minilm.encode(s, batch_size=32, convert_to_numpy=True)
@@ -179,6 +242,10 @@ def main() -> None:
         if name != "MiniLM":
             cos = (normalized(vectors) * normalized(reference)).sum(axis=1)
             row["cosine_to_fp32"] = {"mean": float(cos.mean()), "min": float(cos.min())}
+        row.update(engine=name.split(" ")[0], format=info[name]["format"] if name in info else FORMATS[name],
+                   threads=args.threads, cpu_model=cpu_model())
+        if name in info:
+            row["token_agreement"] = info[name]["token_agreement"]
         results[name] = row
         print(f"{name}: STS-B dev {row['stsb_dev_spearman']:.2f}", row.get("cosine_to_fp32", ""), flush=True)
 
@@ -196,26 +263,34 @@ def main() -> None:
             cpus[name].append(time.process_time() - c)
     for name in names:
         wall = statistics.median(walls[name])
-        results[name].update(sentences_per_s=len(timed) / wall, wall_s=walls[name], cpu_s=cpus[name])
+        results[name].update(sentences_per_s=len(timed) / wall, wall_s=walls[name], cpu_s=cpus[name],
+                             sentences_per_s_range=[len(timed) / max(walls[name]), len(timed) / min(walls[name])])
+    load_end = os.getloadavg()
     base = results[names[0]]["sentences_per_s"]
 
-    print(f"\n{args.config} on {platform.processor() or platform.machine()}, {args.threads} threads, "
-          f"{len(timed)} sentences x {args.repeats} rounds (interleaved)")
-    print("\n| engine | sentences/s | vs " + names[0] + " | STS-B dev | cosine to tpembed fp32 (mean / min) |")
-    print("|---|---:|---:|---:|---|")
+    print(f"\n{args.config} on {cpu_model()}, {args.threads} threads, "
+          f"{len(timed)} sentences x {args.repeats} rounds (interleaved); load average {load_start[0]:.2f} at the "
+          f"start, {load_end[0]:.2f} at the end")
+    print("\n| engine | sentences/s [range] | vs " + names[0] + " | STS-B dev | cosine to tpembed fp32 (mean / min) "
+          "| same tokens |")
+    print("|---|---:|---:|---:|---|---:|")
     for name in names:
         r = results[name]
         cos = r.get("cosine_to_fp32")
         cos_text = f"{cos['mean']:.4f} / {cos['min']:.4f}" if cos else "-"
-        print(f"| {name} | {r['sentences_per_s']:.1f} | {r['sentences_per_s'] / base:.2f}x | "
-              f"{r['stsb_dev_spearman']:.2f} | {cos_text} |")
-    if "llama.cpp" in info:
-        print(f"\nllama.cpp: {info['llama.cpp']}")
+        low, high = r["sentences_per_s_range"]
+        tokens = f"{100 * r['token_agreement']:.0f}%" if "token_agreement" in r else "-"
+        print(f"| {name} | {r['sentences_per_s']:.1f} [{low:.1f}-{high:.1f}] | {r['sentences_per_s'] / base:.2f}x | "
+              f"{r['stsb_dev_spearman']:.2f} | {cos_text} | {tokens} |")
+    for name, settings in info.items():
+        print(f"\n{name}: {settings}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"config": args.config, "threads": args.threads, "timed_sentences": len(timed),
                                         "repeats": args.repeats, "dev_pairs": len(gold), "engines": results,
-                                        "info": info, "machine": platform.platform()}, indent=1))
+                                        "info": info, "machine": platform.platform(),
+                                        "cpu_model": cpu_model(), "load_average_start": load_start,
+                                        "load_average_end": load_end}, indent=1))
 
 
 if __name__ == "__main__":
