@@ -78,8 +78,10 @@ def test_transfer_readers_labels(data_dir):
 
 
 def test_limit_semantics(data_dir):
-    sts = load_task("STS12", data_dir, limit=7)
-    assert all(len(s) == 7 for s in sts.subsets.values())
+    # N pairs per STS task: a year's subsets share them, at least 2 each (README's --limit)
+    sts = load_task("STS12", data_dir, limit=12)
+    assert sts.n_pairs == 12 and [len(s) for s in sts.subsets.values()] == [3, 3, 2, 2, 2]
+    assert all(len(s) == 2 for s in load_task("STS12", data_dir, limit=3).subsets.values())
     assert load_task("STSBenchmark", data_dir, limit=5).n_pairs == 5
     mr = load_task("MR", data_dir, limit=11).splits["all"]
     assert len(mr) == 11 and mr.labels.sum() == 6  # ceil(N/2) positives, floor(N/2) negatives
@@ -148,7 +150,7 @@ def test_unknown_task(tmp_path):
 
 def test_data_dir_from_env(monkeypatch, data_dir):
     monkeypatch.setenv("TPEMBED_DATA", str(data_dir))
-    assert load_task("STS13", None, limit=3).n_pairs == 9
+    assert load_task("STS13", None, limit=9).n_pairs == 9
     monkeypatch.delenv("TPEMBED_DATA")
     with pytest.raises(ValueError, match="TPEMBED_DATA"):
         load_task("STS13", None)

@@ -327,6 +327,15 @@ def config_source(
     return decorate
 
 
+def describe_config(name: str | None, config: RunConfig) -> str:
+    """``config smollm2-135m-tp: smollm2-135m, TP [1, 7), output -1, prompteol`` (what a command used)."""
+    from ..config import describe_entry
+
+    entry = describe_entry(config)
+    label = f"config {name}" if name else "settings (no named config)"
+    return f"{label}: {entry['model']}, {entry['plan']} {entry['layers']}, prompt {entry['prompt']}"
+
+
 def check_output_file(path: Path, *, suffix: str | None = None) -> Path:
     """Check, before any work, that ``path`` can be written; return the path that will be written.
 

@@ -9,22 +9,29 @@ import numpy as np
 import typer
 
 from ._app import app
-from ._common import check_output_file, config_source, user_errors
+from ._common import check_output_file, config_source, describe_config, user_errors
 
 
 @app.command()
 @config_source("option", positional="sentences")
 def encode(
-    sentences: Annotated[list[str], typer.Argument(help="sentences to embed")],
+    sentences: Annotated[
+        list[str], typer.Argument(metavar="SENTENCE...", help='sentences to embed ("" is a text too)')
+    ],
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="save the embeddings as .npy (the suffix is added)")
     ] = None,
     normalize: Annotated[bool, typer.Option(help="L2-normalise the embeddings")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
     run_config: Any = None,
+    config_name: Optional[str] = None,
 ) -> None:
-    """Embed sentences; print the shape and the pairwise cosine similarity matrix."""
+    """Embed sentences; print the shape and the pairwise cosine similarity matrix.
+
+    Which config embedded them is said on stderr, so stdout stays the same for scripts.
+    """
     config = run_config.encoder_config()
+    typer.echo(describe_config(config_name, run_config), err=True)
     with user_errors():
         target = check_output_file(output, suffix=".npy") if output is not None else None
         from ..encoder import Encoder

@@ -24,7 +24,9 @@ ConfigFileOption = Annotated[
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars (for scripts); results still print")]
 LimitOption = Annotated[
-    Optional[int], typer.Option("--limit", min=1, help="first N pairs/examples per task (smoke runs)")
+    Optional[int],
+    typer.Option("--limit", min=1, metavar="N", help="smoke runs: the first N pairs of each STS task (STS12-16 share "
+                 "them across their subsets, 2 each at least), N examples per transfer split"),
 ]
 OutputOption = Annotated[Optional[Path], typer.Option("--output", "-o", help="write results as JSON")]
 CacheOption = Annotated[bool, typer.Option("--cache/--no-cache", help="reuse embeddings cached on disk")]
@@ -36,17 +38,37 @@ ProbeJobsOption = Annotated[
 ]
 
 
-def _report(result: dict[str, Any], output: Path | None) -> None:
-    from ..evaluation.pipeline import print_tables
+def _report(result: dict[str, Any], output: Path | None, run_config: Any, name: str | None,
+            limit: int | None) -> None:
+    """The tables, each under what it measures, then where the vectors and the results came from and went."""
+    from ..evaluation import format_table
 
-    typer.echo(print_tables(result["scores"]))
-    meta = result["meta"]
-    typer.echo(
-        f"{meta['n_unique_sentences']} distinct sentences, encoded in {meta['encode_seconds']:.1f} s; "
-        f"wall time {result['wall_seconds']:.1f} s"
-    )
+    scores, meta = result["scores"], result["meta"]
+    sliced = f", --limit {limit}: the first {limit} pairs/examples of each task" if limit else ""
+    typer.echo(f"{name or run_config.model} on SentEval ({meta['mode']} mode{sliced})")
+    for kind, what in (
+        ("sts", "STS: Spearman correlation x100 of the cosine similarities with the gold scores"),
+        ("transfer", f"Transfer: accuracy % of a logistic-regression probe ({meta['kfold']}-fold CV"
+                     + (", validation accuracy" if meta["mode"] == "dev" else "") + ")"),
+    ):
+        try:
+            table = format_table(scores, kind)  # type: ignore[arg-type]
+        except ValueError:
+            continue
+        typer.echo(what)
+        typer.echo(table)
+    distinct, fresh = meta["n_unique_sentences"], meta.get("n_encoded_sentences", meta["n_unique_sentences"])
+    if fresh == 0:
+        how = "all from the embedding cache (--no-cache encodes them again)"
+    elif fresh < distinct:
+        how = f"{fresh} encoded in {meta['encode_seconds']:.1f} s, {distinct - fresh} from the embedding cache"
+    else:
+        how = f"encoded in {meta['encode_seconds']:.1f} s"
+    typer.echo(f"{distinct} distinct sentences, {how}; wall time {result['wall_seconds']:.1f} s")
     if output is not None:
         typer.echo(f"results written to {output}")
+    else:
+        typer.echo("results not saved: add -o results.json to keep them (tpembed compare reads that file)")
 
 
 def _evaluate(
@@ -72,7 +94,7 @@ def _evaluate(
             run_config, data, name=name, limit=limit, output=output, use_cache=cache, probe_jobs=probe_jobs,
             progress=not quiet,
         )
-    _report(result, output)
+    _report(result, output, run_config, name, limit)
 
 
 # one implementation, two names: `run NAME` is the paper's interface, `eval --option ...` reads as one

@@ -277,6 +277,15 @@ def _head(items: list, limit: int | None) -> list:
     return items if limit is None else items[:limit]
 
 
+def subset_limits(limit: int | None, n_subsets: int) -> list[int | None]:
+    """``limit`` pairs of an STS year shared across its subsets (the first ones get the remainder),
+    at least 2 per subset (a Spearman needs two pairs)."""
+    if limit is None:
+        return [None] * n_subsets
+    base, extra = divmod(limit, n_subsets)
+    return [max(2, base + (1 if i < extra else 0)) for i in range(n_subsets)]
+
+
 def _check_limit(limit: int | None) -> None:
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive int or None, got {limit!r}")
@@ -401,9 +410,9 @@ def load_task(task: str | TaskSpec, data_dir: str | os.PathLike[str] | None,
               limit: int | None = None) -> TaskData:
     """Read one task from ``data_dir``.
 
-    ``limit=N`` keeps the first N items: per subset for STS12-16, per split for
-    STS-B/SICK-R/SST2/TREC/MRPC, and N in total (half per class file) for
-    MR/CR/SUBJ/MPQA.
+    ``limit=N`` keeps the first N items: N pairs per STS task (STS12-16: shared evenly across the
+    year's subsets, at least 2 each so every subset's Spearman is defined), per split for
+    SST2/TREC/MRPC, and N in total (half per class file) for MR/CR/SUBJ/MPQA.
     """
     spec = get_spec(task)
     _check_limit(limit)
@@ -416,7 +425,8 @@ def load_task(task: str | TaskSpec, data_dir: str | os.PathLike[str] | None,
     paths = spec.paths(root)
     r = spec.reader
     if r == "sts_year":
-        subs = {s: read_sts_subset(folder, s, spec.name, limit) for s in spec.subsets}
+        shares = subset_limits(limit, len(spec.subsets))
+        subs = {s: read_sts_subset(folder, s, spec.name, n) for s, n in zip(spec.subsets, shares)}
         return STSData(spec, subs)
     if r in ("stsb", "sick"):
         split = spec.expected[0][0]

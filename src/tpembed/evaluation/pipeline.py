@@ -52,7 +52,10 @@ def run_evaluation(
         loaded = load_checked(config, progress=progress)
     encoder = Encoder(loaded, config=config.encoder_config())
 
+    encoded = [0]  # sentences that reached the encoder (the rest came from the embedding cache)
+
     def encode(sentences: list[str]) -> np.ndarray:
+        encoded[0] += len(sentences)
         return encoder.encode(sentences, show_progress_bar=progress)
 
     namespace = cache_namespace(encoder) if use_cache else None
@@ -66,6 +69,7 @@ def run_evaluation(
         result = evaluate(tasks, data_dir, encode_fn, mode=config.mode, limit=limit, seed=config.seed,
                           progress=progress, n_jobs=probe_jobs)
     wall = time.perf_counter() - start
+    result["meta"]["n_encoded_sentences"] = encoded[0]
     extra = {
         "name": name,
         "model": encoder.loaded.identity,
