@@ -55,7 +55,8 @@ def test_layers_that_cannot_be_found_give_a_clear_error():
 
 def test_layer_list_is_found_for_every_family(family):
     model = make_model(family)
-    assert find_decoder_layers(model.base_model) is model.base_model.layers
+    # .model, not .base_model: transformers 4.56-4.57 give Gemma3ForCausalLM a base_model_prefix it lacks
+    assert find_decoder_layers(model.model) is model.model.layers
 
 
 def test_dtype_choice():
@@ -63,3 +64,17 @@ def test_dtype_choice():
     assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
     with pytest.raises(ValueError, match="unknown dtype"):
         resolve_dtype("int3", torch.device("cpu"))
+
+
+def test_loading_is_quiet_unless_asked(tiny_folder, capfd):
+    """Encoder() / load_model() show no 'Loading weights' bar of transformers' own; progress=True does."""
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    Encoder(model=str(tiny_folder), use_which_plan="vanilla")
+    load_model(tiny_folder)
+    quiet = capfd.readouterr()
+    assert "Loading weights" not in quiet.err + quiet.out
+    assert hf_logging.is_progress_bar_enabled()  # the switch is put back
+    Encoder(model=str(tiny_folder), use_which_plan="vanilla", progress=True)
+    assert "Loading weights" in capfd.readouterr().err

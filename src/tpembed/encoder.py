@@ -145,6 +145,10 @@ class Encoder:
     With ``model=`` and no config, unnamed settings are EncoderConfig's defaults (the paper's). The
     first argument may also be an already loaded :class:`LoadedModel` or a ``PreTrainedModel``
     (then pass ``tokenizer``); the encoder adds the ``<PST>`` token to that tokenizer and model.
+
+    Loading a model by name is quiet; ``progress=True`` shows transformers' own loading bars.
+    A misspelt setting is a ValueError naming the closest valid one
+    (``Encoder(outputlayer=5)``: ``unknown key 'outputlayer' (did you mean 'output_layer'?)``).
     """
 
     def __init__(
@@ -153,6 +157,7 @@ class Encoder:
         *,
         tokenizer: PreTrainedTokenizerBase | None = None,
         config: ConfigSource = None,
+        progress: bool = False,
         **settings: Any,
     ) -> None:
         config, model = _resolve(source, config, settings)
@@ -164,7 +169,7 @@ class Encoder:
                 raise ValueError("pass the model's tokenizer along with an in-memory model")
             self.loaded = prepare_model(model, tokenizer, {"name": type(model).__name__})
         else:
-            self.loaded = load_model(config.model, device=config.device, dtype=config.dtype)
+            self.loaded = load_model(config.model, device=config.device, dtype=config.dtype, progress=progress)
         self.levers = build_levers(config, self.loaded.num_layers)  # each checks its layers here
         self.pooling = next(lever for lever in self.levers if isinstance(lever, Pooling))
         self.output_indices: list[int] = self.pooling.output_indices

@@ -167,6 +167,16 @@ def _check_causal(model: PreTrainedModel, vocab_size: int) -> None:
         )
 
 
+def _base_decoder(model: nn.Module) -> nn.Module:
+    """The decoder under an LM head: transformers' ``base_model``. Where that is the head model itself
+    (transformers 4.56-4.57 give Gemma3ForCausalLM the multimodal model's prefix, ``language_model``,
+    which a text-only model lacks), the decoder is the usual ``.model`` attribute."""
+    base = getattr(model, "base_model", model)
+    if base is model and isinstance(getattr(model, "model", None), nn.Module):
+        base = model.model
+    return base
+
+
 def prepare_model(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, identity: dict[str, Any] | None = None
 ) -> LoadedModel:
@@ -174,7 +184,7 @@ def prepare_model(
     config = model.config
     if getattr(config, "is_encoder_decoder", False):
         raise ValueError(f"{config.model_type} is an encoder-decoder model; tpembed needs a decoder-only LLM")
-    base = model.base_model if hasattr(model, "base_model") else model
+    base = _base_decoder(model)
     layers = find_decoder_layers(base)
     base.eval()
     with model_lock(base):  # an Encoder may be running this model in another thread
@@ -325,12 +335,30 @@ def load_model(
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "auto",
     cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
 ) -> LoadedModel:
     """Load a decoder-only LLM for embedding.
 
     ``model`` is a packaged default (``smollm2-135m``, ``gemma3-270m``), a ``.gguf`` file, a local
     HF model folder or a hub id. The lm_head is never used; only the base decoder is kept.
+    Loading is quiet: transformers' and huggingface_hub's own bars ("Loading weights", downloads)
+    show only with ``progress=True``; their warnings always show.
     """
+    if not progress:
+        from .progress import quiet_libraries
+
+        with quiet_libraries():
+            return _load_model(model, device=device, dtype=dtype, cache_dir=cache_dir)
+    return _load_model(model, device=device, dtype=dtype, cache_dir=cache_dir)
+
+
+def _load_model(
+    model: str | os.PathLike[str],
+    *,
+    device: str | torch.device,
+    dtype: str | torch.dtype,
+    cache_dir: str | os.PathLike[str] | None,
+) -> LoadedModel:
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     name = str(model)
     torch_device = resolve_device(device)  # before anything slow: a missing GPU is known at once

@@ -92,8 +92,13 @@ def serve(
         loader=lambda c: load_checked(c, progress=True),
         on_load_error=stop_on_error,
     )
+    _show_server_log()
     access = "API key required" if api_key else "open: no API key (set --api-key or $TPEMBED_API_KEY)"
-    typer.echo(f"serving {', '.join(configs)} on http://{host}:{port}/v1 ({access}); loading...", err=True)
+    typer.echo(
+        f"serving {', '.join(configs)} on http://{host}:{port}/v1 ({access}); loading the models "
+        "(a 'ready:' line follows once /health answers 200)...",
+        err=True,
+    )
     server = uvicorn.Server(
         uvicorn.Config(application, host=host, port=port, timeout_graceful_shutdown=shutdown_timeout or None)
     )
@@ -108,3 +113,22 @@ def serve(
         raise typer.Exit(1)  # uvicorn has said why (port in use, ...)
 
 
+def _show_server_log() -> None:
+    """Show tpembed's server log (model loaded, ready with each identity digest, errors) beside
+    Uvicorn's, in its format; Uvicorn configures only its own loggers."""
+    import logging
+
+    log = logging.getLogger("tpembed.serving")
+    if log.handlers:
+        return
+    try:
+        from uvicorn.logging import DefaultFormatter
+
+        formatter: logging.Formatter = DefaultFormatter("%(levelprefix)s %(message)s")
+    except ImportError:  # pragma: no cover
+        formatter = logging.Formatter("%(levelname)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False

@@ -110,6 +110,11 @@ class ServedModels:
         with self._state_lock:
             if self.state == "loading":  # not "failed": a worker may have died already
                 self.state = "ready"
+            ready = self.state == "ready"
+        if ready:  # the one line that says the server can answer (/health is 200 from here on)
+            log.info("ready: %s", ", ".join(
+                f"{name} (identity {self.identities[name] or 'none'}, dim {self.dimensions[name]})" for name in self.configs
+            ))
 
     def _worker_died(self, worker: ModelWorker) -> None:
         """A worker thread ended on an error: the server cannot serve its model any more."""
