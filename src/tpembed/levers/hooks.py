@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..numbering import resolve_output_layer  # noqa: F401  (the levers and the Encoder import it from here)
+
 
 class StopForward(Exception):
     """Raised from a hook to end the forward pass once every needed state is captured."""
@@ -29,17 +31,6 @@ def replace_hidden_states(args: tuple, kwargs: dict, hidden: torch.Tensor) -> tu
     if args:
         return (hidden, *args[1:]), kwargs
     return args, {**kwargs, "hidden_states": hidden}
-
-
-def resolve_output_layer(output_layer: int, num_layers: int) -> int:
-    """Map an HF hidden_states index (negatives count from the end) to 0..num_layers."""
-    if not -(num_layers + 1) <= output_layer <= num_layers:
-        raise ValueError(
-            f"output_layer={output_layer} is out of range for a model with {num_layers} decoder "
-            f"layers: use 0..{num_layers} (0 = embeddings, {num_layers} = final normed output) "
-            f"or -{num_layers + 1}..-1"
-        )
-    return output_layer if output_layer >= 0 else num_layers + 1 + output_layer
 
 
 def _attention_module(layer: nn.Module) -> nn.Module:

@@ -88,12 +88,9 @@ class TokenPrepending(Lever):
         return config.use_which_plan == "tp"
 
     def validate(self) -> None:
-        config = self.config
-        if config.tp_exiting_index > self.num_layers:
-            raise ValueError(
-                f"tp_exiting_index={config.tp_exiting_index} is beyond {config.model}'s {self.num_layers} decoder "
-                f"layers (TP runs before layers [tp_starting_index, tp_exiting_index), 0-based)"
-            )
+        from ..numbering import check_tp_range
+
+        check_tp_range(self.config, self.num_layers)
 
     def identity(self) -> dict[str, Any]:
         config = self.config
