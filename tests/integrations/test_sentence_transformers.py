@@ -60,6 +60,13 @@ def test_encode_equals_the_encoder_with_sentence_transformers_conventions(tiny):
     assert_close(clone.encode(SENTENCES), want)
 
 
+def test_an_empty_text_gets_the_encoders_vector(tiny):
+    """docs/guides/input-rules.md: "" is a text, the same vector as Encoder.encode("")."""
+    st, reference = tiny
+    assert_close(st.encode(["", SENTENCES[0]]), reference.encode(["", SENTENCES[0]]))
+    assert_close(st.encode(""), reference.encode(""))
+
+
 def test_a_prompt_is_a_template_for_that_call_never_a_prefix(tiny, tiny_model_dir):
     st, reference = tiny
     want = Encoder(model=tiny_model_dir, template=QUERY_TEMPLATE, **TINY_SETTINGS).encode(SENTENCES)
