@@ -77,4 +77,9 @@ def test_loading_is_quiet_unless_asked(tiny_folder, capfd):
     assert "Loading weights" not in quiet.err + quiet.out
     assert hf_logging.is_progress_bar_enabled()  # the switch is put back
     Encoder(model=str(tiny_folder), use_which_plan="vanilla", progress=True)
-    assert "Loading weights" in capfd.readouterr().err
+    shown = capfd.readouterr().err
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(tiny_folder)  # transformers < 5 has no such bar for one file
+    if "Loading weights" in capfd.readouterr().err:
+        assert "Loading weights" in shown

@@ -148,6 +148,9 @@ def compute_prefix(
     return PrefixState(tuple(ids), kept, cache_argument(model), attention_span(model.config))
 
 
+_LAZY_INIT_ARGS = len(inspect.signature(DynamicLayer.lazy_initialization).parameters) - 1  # but self
+
+
 class PrefixLayer(DynamicLayer):
     """One decoder layer's cache during an encoding forward: the shared prefix, and nothing more.
 
@@ -161,7 +164,7 @@ class PrefixLayer(DynamicLayer):
 
     def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
         super().__init__()
-        self.lazy_initialization(keys, values)
+        self.lazy_initialization(*(keys, values)[:_LAZY_INIT_ARGS])  # transformers < 5 takes the keys only
         self.keys, self.values = keys, values
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
