@@ -72,6 +72,7 @@ class _Command(TyperCommand):
             record = (_METAVAR.sub(lambda m: _PLAIN.get(m.group(1), m.group(1).upper()), record[0]), record[1])
             if param.param_type_name == "argument":
                 panel = "Arguments"
+                record = (record[0].split(" ")[0], record[1])  # its name says it; typer adds a type (TEXT...)
             else:
                 panel = getattr(param, "rich_help_panel", None) or "Options"
             panels.setdefault(panel, []).append(record)

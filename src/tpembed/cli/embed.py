@@ -14,7 +14,9 @@ from ._common import config_source, fail, user_errors
 @app.command()
 @config_source("option", positional="inputs")
 def embed(
-    inputs: Annotated[list[str], typer.Argument(help="files (.txt .jsonl .csv .parquet), folders or globs")],
+    inputs: Annotated[
+        list[str], typer.Argument(metavar="INPUT", help="files (.txt .jsonl .csv .parquet), folders or globs")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="output folder (reruns resume it)")],
     text_column: Annotated[str, typer.Option("--text-column", help="column / field holding the text")] = "text",
     id_column: Annotated[

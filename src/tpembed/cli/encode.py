@@ -16,7 +16,7 @@ from ._common import check_output_file, config_source, describe_config, user_err
 @config_source("option", positional="sentences")
 def encode(
     sentences: Annotated[
-        list[str], typer.Argument(metavar="SENTENCE...", help='sentences to embed ("" is a text too)')
+        list[str], typer.Argument(metavar="SENTENCE", help='sentences to embed ("" is a text too)')
     ],
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="save the embeddings as .npy (the suffix is added)")
