@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import json
 import os
 import threading
