@@ -19,7 +19,8 @@ Inputs:
   ``rows``. A cell is a number (printed with its column's format), ``{"v": number, "b": true}`` (the
   same in bold) or a string (printed as it is). A table with ``"kind": "compare"`` is read from
   ``tpembed compare`` output (``compare.json``), one with ``"kind": "sweep"`` from ``tpembed sweep``'s
-  ``grid.csv``, instead of holding figures.
+  ``grid.csv``, one with ``"kind": "peers"`` from ``benchmarks/peers.py --out``'s JSON, instead of
+  holding figures.
 
 Outputs: ``docs/results/<page>.md``, the charts ``docs/results/img/*.png`` (matplotlib, Agg) and,
 when README.md has the markers ``<!-- headline:start -->`` and ``<!-- headline:end -->``, the
@@ -69,6 +70,8 @@ def render_table(spec: dict, root: Path = ROOT) -> list[str]:
         return render_compare(spec, root)
     if spec.get("kind") == "sweep":
         return render_table(sweep_rows(spec, root), root)
+    if spec.get("kind") == "peers":
+        return render_table(peers_rows(spec, root), root)
     n = len(spec["columns"])
     formats = spec.get("formats") or [None] * n
     lines = [_row(spec["columns"]), _row(spec.get("align") or ["---"] * n)]
@@ -118,6 +121,31 @@ def sweep_rows(spec: dict, root: Path) -> dict:
         cells = [{"v": c, "b": True} if k + 1 in r.get("bold", []) else c for k, c in enumerate(cells)]
         rows.append([r["label"], *cells])
     return {**spec, "kind": None, "formats": [None] + [".2f"] * len(spec["layers"]), "rows": rows}
+
+
+def peers_rows(spec: dict, root: Path) -> dict:
+    """A ``"kind": "peers"`` table read from ``benchmarks/peers.py --out``: one row per engine in
+    ``rows`` (``{"engine": key in the file's "engines", "label": text}``), speeds against ``baseline``."""
+    engines = json.loads((root / spec["file"]).read_text())["engines"]
+    base = engines[spec["baseline"]]["sentences_per_s"]
+    rows = []
+    for r in spec["rows"]:
+        e = engines[r["engine"]]
+        low, high = e["sentences_per_s_range"]
+        cos = e.get("cosine_to_fp32")
+        agree = e.get("token_agreement")
+        rows.append([
+            r["label"],
+            f"{e['sentences_per_s']:.1f} [{low:.1f}-{high:.1f}]",
+            f"{e['sentences_per_s'] / base:.2f}x",
+            round(e["stsb_dev_spearman"], 2),
+            f"{cos['mean']:.4f} / {cos['min']:.4f}" if cos else "–",
+            f"{agree:.0%}" if agree is not None else "–",
+        ])
+    columns = ["engine", "sentences/s median [range]", f"vs {spec['baseline']}", "STS-B dev Spearman",
+               "cosine to tpembed fp32 (mean / min)", "same tokens"]
+    return {**spec, "kind": None, "columns": columns, "align": ["---", "---:", "---:", "---:", "---", "---:"],
+            "formats": [None, None, None, ".2f", None, None], "rows": rows}
 
 
 def render_command(spec: dict) -> list[str]:

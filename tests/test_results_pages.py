@@ -43,13 +43,26 @@ def test_the_check_fails_on_an_edited_json(tmp_path, capsys):
     assert module.main(["--check", "--root", str(root)]) == 0
     path = root / "docs/results/data/performance.json"
     data = json.loads(path.read_text())
-    row = data["tables"]["peers"]["rows"][1]
-    assert row[1] == 72.9  # tpembed bf16, sentences/s
-    row[1] = 79.2
+    row = data["tables"]["precision_sts"]["rows"][1]
+    assert row[1] == 60.43  # smollm2-135m-tp in bf16, STS12
+    row[1] = 61.43
     path.write_text(json.dumps(data))
     assert module.main(["--check", "--root", str(root)]) == 1
     err = capsys.readouterr().err
-    assert "docs/results/performance.md: line" in err and "79.2" in err and "72.9" in err
+    assert "docs/results/performance.md: line" in err and "61.43" in err and "60.43" in err
+
+
+def test_the_check_fails_on_an_edited_raw_result(tmp_path, capsys):
+    """A table read from a raw result file (peers.py --out) follows that file."""
+    module = _module()
+    root = _copy(tmp_path)
+    path = root / "docs/results/data/raw/peers-formats.json"
+    data = json.loads(path.read_text())
+    data["engines"]["llama.cpp bf16"]["sentences_per_s"] *= 2
+    path.write_text(json.dumps(data))
+    assert module.main(["--check", "--root", str(root)]) == 1
+    err = capsys.readouterr().err
+    assert "docs/results/performance.md: line" in err and "llama.cpp, BF16" in err
 
 
 def test_the_check_fails_on_an_edited_headline(tmp_path, capsys):
