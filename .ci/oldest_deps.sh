@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI: the declared dependency ranges are true. In a fresh virtualenv with transformers and accelerate
+# CI: the declared dependency ranges are true. In a fresh virtualenv with transformers, accelerate and gguf
 # at the floors pyproject.toml declares (read from it, so raising a floor moves this job too), the
 # core tests pass: tiny random models of every family, and the packaged GGUF models (SmolLM2, Gemma 3)
 # converted by that transformers into an empty cache of their own (never $TPEMBED_CACHE: folders
@@ -19,11 +19,12 @@ trap 'rm -rf "$work"' EXIT  # the virtualenv holds torch: this takes a while on 
 began=$SECONDS
 step() { echo "== oldest-deps check [$((SECONDS - began)) s]: $*"; }
 
-# the floors: "transformers>=4.56" in [project].dependencies becomes "transformers==4.56"
+# the floors: "transformers>=4.56" in [project].dependencies becomes "transformers==4.56" (gguf reads
+# the GGUF files, the other half of loading them)
 mapfile -t pins < <("$python" - "$repo/pyproject.toml" <<'EOF'
 import re, sys, tomllib
 deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
-for name in ("transformers", "accelerate"):
+for name in ("transformers", "accelerate", "gguf"):
     floors = [m.group(1) for d in deps if (m := re.fullmatch(rf"{name}\s*>=\s*([0-9][0-9.]*)\s*(,.*)?", d.strip()))]
     if len(floors) != 1:
         sys.exit(f"pyproject.toml declares no single floor for {name}: {deps}")
