@@ -9,7 +9,7 @@ from conftest import make_model, make_tokenizer
 from transformers import BertConfig, BertModel, T5Config, T5ForConditionalGeneration
 
 from tpembed import Encoder, load_model
-from tpembed.models import find_decoder_layers, prepare_model, resolve_dtype
+from tpembed.models import _base_decoder, find_decoder_layers, prepare_model, resolve_dtype
 
 
 def test_load_from_a_local_hf_folder_matches_the_in_memory_model(tmp_path):
@@ -54,9 +54,10 @@ def test_layers_that_cannot_be_found_give_a_clear_error():
 
 
 def test_layer_list_is_found_for_every_family(family):
+    """prepare_model's way down to the decoder, whatever base_model says (transformers 4.56-4.57 give
+    Gemma3ForCausalLM the multimodal prefix, so there base_model is the head model itself)."""
     model = make_model(family)
-    # .model, not .base_model: transformers 4.56-4.57 give Gemma3ForCausalLM a base_model_prefix it lacks
-    assert find_decoder_layers(model.model) is model.model.layers
+    assert find_decoder_layers(_base_decoder(model)) is model.model.layers
 
 
 def test_dtype_choice():
@@ -83,3 +84,24 @@ def test_loading_is_quiet_unless_asked(tiny_folder, capfd):
     AutoModelForCausalLM.from_pretrained(tiny_folder)  # transformers < 5 has no such bar for one file
     if "Loading weights" in capfd.readouterr().err:
         assert "Loading weights" in shown
+
+
+@pytest.mark.packaged
+def test_gguf_header_reader_agrees_with_gguf_py():
+    """The header-only reader (used before torch loads) gives what gguf's own GGUFReader gives."""
+    from gguf import GGUFReader, GGUFValueType
+
+    from tpembed.model_files import gguf_architecture_value, gguf_metadata, packaged_model_file
+
+    path = packaged_model_file("smollm2-135m")
+    ours = gguf_metadata(path)
+    reader = GGUFReader(path)
+    for key, field in reader.fields.items():
+        if field.types[0] == GGUFValueType.ARRAY or key.startswith("GGUF."):
+            continue
+        raw = field.parts[field.data[0]]
+        theirs = bytes(raw).decode("utf-8") if field.types[0] == GGUFValueType.STRING else raw[0].item()
+        expected = pytest.approx(theirs) if isinstance(theirs, float) else theirs
+        assert ours[key] == expected, key
+    architecture = ours["general.architecture"]
+    assert gguf_architecture_value(ours, "block_count") == int(reader.fields[f"{architecture}.block_count"].parts[-1][0])

@@ -17,9 +17,10 @@ from .config import ConfigSource, EncoderConfig, resolve_config
 from .inputs import PromptTokenizer, PromptTokens, collate, plan_batches
 from .levers import Batch, Call, Lever, Pooling, build_levers
 from .levers.aggregate import ensemble_mean, layer_mean
-from .levers.hooks import resolve_output_layer, run_until
+from .levers.hooks import run_until
 from .levers.prefix_cache import PrefixState
 from .models import LoadedModel, load_model, prepare_model
+from .numbering import resolve_output_layer
 from .prompts import PromptMethod, get_prompt_method, normalize_sentence
 
 _NO_LIMIT = 1_000_000_000

@@ -63,15 +63,6 @@ def _converted_target(gguf: Path, cache_dir: Path) -> tuple[Path, str, bool]:
     return target, sha, (target / "tpembed-converted.json").exists()
 
 
-def _gguf_value(reader: Any, key: str) -> Any:
-    """A scalar GGUF metadata value (str or int), read from the reader's raw parts."""
-    from gguf import GGUFValueType
-
-    field = reader.fields[key]
-    raw = field.parts[field.data[0]]
-    return bytes(raw).decode("utf-8") if field.types[0] == GGUFValueType.STRING else raw[0].item()
-
-
 def _gguf_file(name: str, cache: Path) -> Path | None:
     """The GGUF file behind a packaged name or a .gguf path (None for HF folders and hub ids)."""
     if name in PACKAGED_MODELS:
@@ -88,9 +79,9 @@ def _gguf_file(name: str, cache: Path) -> Path | None:
 _GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 
 
-def gguf_block_count(path: Path) -> int | None:
-    """``<architecture>.block_count`` from a GGUF file's header, reading only the metadata up to it
-    (GGUFReader maps every tensor: seconds on a slow disk). None when the header does not say."""
+def gguf_metadata(path: Path) -> dict[str, Any]:
+    """A GGUF file's header metadata: numbers and strings by key (arrays are skipped: None). Reads
+    the header only; gguf's GGUFReader also maps every tensor, about 3 s for the packaged SmolLM2."""
     import struct
 
     def read(f: Any, fmt: str) -> Any:
@@ -122,15 +113,13 @@ def gguf_block_count(path: Path) -> int | None:
         if f.read(4) != b"GGUF" or read(f, "I") < 2:
             raise ValueError(f"{path} is not a GGUF file (v2 or later)")
         read(f, "Q")  # tensor count
-        architecture = None
-        for _ in range(read(f, "Q")):
-            key, kind = string(f), read(f, "I")
-            found = value(f, kind)
-            if key == "general.architecture":
-                architecture = found
-            elif architecture is not None and key == f"{architecture}.block_count":
-                return int(found)
-    return None
+        return {(key := string(f)): value(f, read(f, "I")) for _ in range(read(f, "Q"))}
+
+
+def gguf_architecture_value(metadata: dict[str, Any], name: str) -> int | None:
+    """``<general.architecture>.<name>`` (block_count, context_length) as an int, None when absent."""
+    found = metadata.get(f"{metadata.get('general.architecture')}.{name}")
+    return int(found) if isinstance(found, int) else None
 
 
 def quick_num_layers(model: str) -> int | None:
@@ -146,7 +135,7 @@ def quick_num_layers(model: str) -> int | None:
                 return None
         gguf_file = _gguf_file(model, cache)
         if gguf_file is not None:  # the header says it (no hash of the file, no converted folder needed)
-            return gguf_block_count(gguf_file)
+            return gguf_architecture_value(gguf_metadata(gguf_file), "block_count")
         config = json.loads((Path(model).expanduser() / "config.json").read_text(encoding="utf-8"))
         text = config.get("text_config") or config
         layers = text.get("num_hidden_layers", config.get("num_hidden_layers"))

@@ -21,8 +21,9 @@ from .model_files import (  # noqa: F401  (the files' side, without torch; names
     PACKAGED_MODELS,
     _converted_target,
     _gguf_file,
-    _gguf_value,
     file_sha256,
+    gguf_architecture_value,
+    gguf_metadata,
     packaged_model_file,
 )
 
@@ -363,16 +364,10 @@ def read_model_config(model: str | os.PathLike[str], *, cache_dir: str | os.Path
     if gguf_file is not None:
         target, sha, done = _converted_target(gguf_file, cache)
         if not done:
-            from gguf import GGUFReader
-
-            reader = GGUFReader(gguf_file)
-            values = []
-            for key in ("block_count", "context_length"):
-                try:
-                    values.append(int(_gguf_value(reader, f"{_gguf_value(reader, 'general.architecture')}.{key}")))
-                except KeyError:
-                    values.append(None)
-            return ModelConfigFacts(values[0], values[1], sha)
+            metadata = gguf_metadata(gguf_file)
+            return ModelConfigFacts(
+                gguf_architecture_value(metadata, "block_count"), gguf_architecture_value(metadata, "context_length"), sha
+            )
         source = target
     elif Path(name).expanduser().exists():
         source = Path(name).expanduser()

@@ -33,7 +33,6 @@ def _one_line(err: _exceptions.UsageError, ctx: _core.Context) -> NoReturn:
     raise typer.Exit(2)
 
 
-
 class _Group(TyperGroup):
     """The command group: usage errors as one ``error:`` line."""
 
@@ -41,17 +40,19 @@ class _Group(TyperGroup):
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except _exceptions.UsageError as err:
-            if type(err).__name__ == "NoArgsIsHelpError":  # `tpembed` alone prints the help
-                raise
-            _one_line(err, _core.Context(self, info_name=info_name))
+            _usage_error(err, _core.Context(self, info_name=info_name))
 
     def invoke(self, ctx: _core.Context) -> Any:
         try:
             return super().invoke(ctx)
         except _exceptions.UsageError as err:
-            if type(err).__name__ == "NoArgsIsHelpError":  # `tpembed` alone prints the help
-                raise
-            _one_line(err, ctx)
+            _usage_error(err, ctx)
+
+
+def _usage_error(err: _exceptions.UsageError, ctx: _core.Context) -> NoReturn:
+    if type(err).__name__ == "NoArgsIsHelpError":  # `tpembed` alone prints the help
+        raise err
+    _one_line(err, ctx)
 
 
 # typer's own value placeholders (<int range>, <path>) in click's plain spelling

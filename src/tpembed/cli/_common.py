@@ -22,11 +22,14 @@ from ..config import (
     RunConfig,
     default_config_name,
     default_config_path,
+    describe_entry,
     explain_errors,
     load_config_file,
     parse_overrides,
     resolve_config,
 )
+from ..model_files import quick_num_layers
+from ..numbering import check_numbering
 
 # Errors a user can cause (bad values, missing or unwritable files, a damaged cache): one line, exit 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ValidationError, CacheError)
@@ -178,9 +181,6 @@ def _check_layers_quickly(config: RunConfig) -> None:
     """The layer numbers against the layer count the model's files give without torch (a GGUF header,
     a config.json): ``--set output_layer=999`` fails in a second, not after torch's import. Where the
     count cannot be read so, nothing is checked here (the full check before loading still runs)."""
-    from ..model_files import quick_num_layers
-    from ..numbering import check_numbering
-
     num_layers = quick_num_layers(config.model)
     if num_layers is not None:
         check_numbering(config, num_layers)
@@ -350,8 +350,6 @@ def config_source(
 
 def describe_config(name: str | None, config: RunConfig) -> str:
     """``config smollm2-135m-tp: smollm2-135m, TP [1, 7), output -1, prompteol`` (what a command used)."""
-    from ..config import describe_entry
-
     entry = describe_entry(config)
     label = f"config {name}" if name else "settings (no named config)"
     layers = entry["layers"] if entry["plan"] == "tp" else f"vanilla, {entry['layers']}"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 
-from .hooks import resolve_output_layer
+from ..numbering import resolve_output_layer
 
 if TYPE_CHECKING:
     from ..config import EncoderConfig

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from ..numbering import check_cp_layer
 from .base import Batch, Call, Lever
 from .hooks import StopForward, installed, output_projection
 
@@ -84,8 +85,6 @@ class ContrastivePrompting(Lever):
         return config.cp_layer is not None
 
     def validate(self) -> None:
-        from ..numbering import check_cp_layer
-
         check_cp_layer(self.config, self.num_layers)
 
     def identity(self) -> dict[str, Any]:

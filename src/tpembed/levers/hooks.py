@@ -14,8 +14,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..numbering import resolve_output_layer  # noqa: F401  (the levers and the Encoder import it from here)
-
 
 class StopForward(Exception):
     """Raised from a hook to end the forward pass once every needed state is captured."""

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from transformers import AddedToken, PreTrainedModel, PreTrainedTokenizerBase
 
+from ..numbering import check_tp_range
 from ..prompts import PLACEHOLDER_TOKEN
 from .base import Batch, Lever
 from .hooks import hidden_states_arg, installed, replace_hidden_states
@@ -88,8 +89,6 @@ class TokenPrepending(Lever):
         return config.use_which_plan == "tp"
 
     def validate(self) -> None:
-        from ..numbering import check_tp_range
-
         check_tp_range(self.config, self.num_layers)
 
     def identity(self) -> dict[str, Any]:
