@@ -9,7 +9,12 @@ from conftest import make_model, make_tokenizer
 from transformers import BertConfig, BertModel, T5Config, T5ForConditionalGeneration
 
 from tpembed import Encoder, load_model
-from tpembed.models import _base_decoder, find_decoder_layers, prepare_model, resolve_dtype
+from tpembed.models import (
+    _base_decoder,
+    find_decoder_layers,
+    prepare_model,
+    resolve_dtype,
+)
 
 
 def test_load_from_a_local_hf_folder_matches_the_in_memory_model(tmp_path):
@@ -91,7 +96,11 @@ def test_gguf_header_reader_agrees_with_gguf_py():
     """The header-only reader (used before torch loads) gives what gguf's own GGUFReader gives."""
     from gguf import GGUFReader, GGUFValueType
 
-    from tpembed.model_files import gguf_architecture_value, gguf_metadata, packaged_model_file
+    from tpembed.model_files import (
+        gguf_architecture_value,
+        gguf_metadata,
+        packaged_model_file,
+    )
 
     path = packaged_model_file("smollm2-135m")
     ours = gguf_metadata(path)

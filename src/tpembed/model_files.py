@@ -113,7 +113,7 @@ def gguf_metadata(path: Path) -> dict[str, Any]:
         if f.read(4) != b"GGUF" or read(f, "I") < 2:
             raise ValueError(f"{path} is not a GGUF file (v2 or later)")
         read(f, "Q")  # tensor count
-        return {(key := string(f)): value(f, read(f, "I")) for _ in range(read(f, "Q"))}
+        return {string(f): value(f, read(f, "I")) for _ in range(read(f, "Q"))}  # key read first
 
 
 def gguf_architecture_value(metadata: dict[str, Any], name: str) -> int | None:

@@ -14,9 +14,11 @@ from typing import Any, NoReturn
 import typer
 
 try:  # newer typer vendors click (its exceptions are not the click package's)
-    from typer._click import core as _core, exceptions as _exceptions
+    from typer._click import core as _core
+    from typer._click import exceptions as _exceptions
 except ImportError:  # pragma: no cover - older typer uses click itself
-    from click import core as _core, exceptions as _exceptions  # type: ignore[no-redef]
+    from click import core as _core  # type: ignore[no-redef]
+    from click import exceptions as _exceptions  # type: ignore[no-redef]
 from typer.core import TyperCommand, TyperGroup
 
 #: help is wrapped at the terminal's width, up to this many columns

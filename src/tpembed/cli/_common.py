@@ -14,9 +14,6 @@ from typing import Annotated, Any, Optional
 import typer
 from pydantic import ValidationError
 
-from ._app import SETTINGS_PANEL, SOURCE_PANEL
-
-from ..embedding_cache import CacheError
 from ..config import (
     EncoderConfig,
     RunConfig,
@@ -28,8 +25,10 @@ from ..config import (
     parse_overrides,
     resolve_config,
 )
+from ..embedding_cache import CacheError
 from ..model_files import quick_num_layers
 from ..numbering import check_numbering
+from ._app import SETTINGS_PANEL, SOURCE_PANEL
 
 # Errors a user can cause (bad values, missing or unwritable files, a damaged cache): one line, exit 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ValidationError, CacheError)
